@@ -1,0 +1,1 @@
+//! herald-broker: see the crate description.
