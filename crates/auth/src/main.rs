@@ -1,22 +1,54 @@
-//! `herald-auth`: runs the service as its own process.
+//! `herald-auth`: runs the auth service as its own process, or applies its migrations.
 
-use clap::Parser;
-use herald_auth::{Application, DEFAULT_LISTEN, Settings};
+use clap::{Parser, Subcommand};
+use herald_auth::{Application, Settings};
+use herald_service::{ConfigArgs, config, telemetry};
 
-/// Accounts and tokens: users, argon2id passwords, EdDSA access tokens, rotated refresh tokens, JWKS shared through the broker.
+/// Herald's accounts and tokens service (default port 8082).
+///
+/// Settings come from HERALD_* environment variables over an optional TOML file over
+/// defaults; see the `settings` module documentation for the full table. Key ones:
+/// HERALD_LISTEN, HERALD_DATABASE_URL, HERALD_REDIS_URL, HERALD_REDIS_PREFIX,
+/// HERALD_JWT_PRIVATE_KEY_FILE, HERALD_JWT__ISSUER, HERALD_JWT__AUDIENCE,
+/// HERALD_TRUSTED_PROXIES, HERALD_ENVIRONMENT.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "herald-auth", version, about, long_about)]
 struct Cli {
-    /// `host:port` to bind (port 0 = any free port).
-    #[arg(long, env = "HERALD_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: String,
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Print a new Ed25519 signing key (PKCS#8 PEM) for HERALD_JWT_PRIVATE_KEY_FILE.
+    GenerateKey,
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().json().init();
     let cli = Cli::parse();
-    let app = Application::build(Settings { listen: cli.listen }).await?;
-    tracing::info!(port = app.port(), "herald-auth listening");
-    app.run_until_stopped().await
+    telemetry::init("herald-auth");
+    let settings: Settings = config::load(cli.config.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            tracing::info!(port = app.port(), "herald-auth listening");
+            app.run_until_stopped().await
+        }
+        Command::Migrate => {
+            herald_auth::migrate(&settings).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::GenerateKey => {
+            print!("{}", herald_auth::keys::SigningKey::generate_pem());
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,168 @@
+//! The Lua scripts of the Redis broker.
+//!
+//! Each one runs atomically in Redis and touches only keys of one channel (one hash tag).
+//! `redis::Script` runs them by SHA and loads them again when Redis answers `NOSCRIPT`
+//! (after a restart), so nothing has to be loaded up front.
+//!
+//! The epoch rule, shared by every script through `ENSURE_EPOCH`: a channel gets a new
+//! random epoch (chosen by the caller, used only when needed) when its meta hash is missing,
+//! or when publications were made (`o > 0`) but the history stream is gone. A new epoch
+//! restarts offsets at 0, and deletes any stream left over from the previous one.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+const ENSURE_EPOCH: &str = r"
+local function ensure_epoch(stream, meta, new_epoch, ttl_ms)
+  local m = redis.call('hmget', meta, 'e', 'o')
+  local epoch = m[1]
+  local top = tonumber(m[2]) or 0
+  if (not epoch) or (top > 0 and redis.call('exists', stream) == 0) then
+    redis.call('del', stream)
+    redis.call('hset', meta, 'e', new_epoch, 'o', 0)
+    redis.call('pexpire', meta, ttl_ms)
+    return new_epoch, 0
+  end
+  return epoch, top
+end
+";
+
+/// Publish a publication.
+///
+/// KEYS: stream, meta, idempotency key.
+/// ARGV: publication JSON (no offset), history size, history ttl ms, new epoch candidate,
+/// pub/sub channel, idempotency window ms (0 = none).
+/// Returns `{deduplicated (0/1), "<offset>:<epoch>"}`. The pub/sub message is
+/// `p<offset>:<epoch>:<publication JSON>`.
+const PUBLISH: &str = r"
+local idem_ttl = tonumber(ARGV[6])
+if idem_ttl > 0 then
+  local first = redis.call('get', KEYS[3])
+  if first then
+    return {1, first}
+  end
+end
+local size = tonumber(ARGV[2])
+local offset = 0
+local epoch = ''
+if size > 0 then
+  local ttl = tonumber(ARGV[3])
+  epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[4], ttl)
+  offset = redis.call('hincrby', KEYS[2], 'o', 1)
+  redis.call('xadd', KEYS[1], 'MAXLEN', size, string.format('%d-0', offset), 'd', ARGV[1])
+  redis.call('pexpire', KEYS[1], ttl)
+  redis.call('pexpire', KEYS[2], ttl)
+end
+local result = string.format('%d', offset) .. ':' .. epoch
+redis.call('publish', ARGV[5], 'p' .. result .. ':' .. ARGV[1])
+if idem_ttl > 0 then
+  redis.call('set', KEYS[3], result, 'PX', idem_ttl)
+end
+return {0, result}
+";
+
+/// Read the position and a window of the history, atomically.
+///
+/// KEYS: stream, meta.
+/// ARGV: new epoch candidate, ttl ms of a new epoch, since offset ('' = none), since epoch,
+/// limit (-1 = all), reverse ('1' / '0').
+/// Returns `{epoch, top offset, epoch matches (0/1), entries}` with entries as XRANGE
+/// replies.
+const HISTORY: &str = r"
+local epoch, top = ensure_epoch(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+local since = ARGV[3]
+if since ~= '' and ARGV[4] ~= epoch then
+  return {epoch, top, 0, {}}
+end
+local limit = tonumber(ARGV[5])
+if limit == 0 then
+  return {epoch, top, 1, {}}
+end
+local entries
+if ARGV[6] == '1' then
+  local hi = '+'
+  if since ~= '' then
+    if tonumber(since) <= 1 then
+      return {epoch, top, 1, {}}
+    end
+    hi = '(' .. since .. '-0'
+  end
+  if limit > 0 then
+    entries = redis.call('xrevrange', KEYS[1], hi, '-', 'COUNT', limit)
+  else
+    entries = redis.call('xrevrange', KEYS[1], hi, '-')
+  end
+else
+  local lo = '-'
+  if since ~= '' then
+    lo = '(' .. since .. '-0'
+  end
+  if limit > 0 then
+    entries = redis.call('xrange', KEYS[1], lo, '+', 'COUNT', limit)
+  else
+    entries = redis.call('xrange', KEYS[1], lo, '+')
+  end
+end
+return {epoch, top, 1, entries}
+";
+
+/// Add or refresh a presence entry.
+///
+/// KEYS: presence hash, expiry sorted set. ARGV: client id, info JSON, ttl ms.
+/// Both keys live as long as their longest-living entry.
+const PRESENCE_ADD: &str = r"
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('zadd', KEYS[2], now + ttl, ARGV[1])
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+local keep = ttl
+local current = redis.call('pttl', KEYS[1])
+if current > keep then
+  keep = current
+end
+redis.call('pexpire', KEYS[1], keep)
+redis.call('pexpire', KEYS[2], keep)
+return 1
+";
+
+/// Remove a presence entry. KEYS: presence hash, expiry sorted set. ARGV: client id.
+const PRESENCE_REMOVE: &str = r"
+redis.call('hdel', KEYS[1], ARGV[1])
+redis.call('zrem', KEYS[2], ARGV[1])
+return 1
+";
+
+/// Drop expired presence entries and return the rest as `HGETALL` does.
+/// KEYS: presence hash, expiry sorted set.
+const PRESENCE_GET: &str = r"
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('zrangebyscore', KEYS[2], '-inf', now)
+local batch = 500
+for i = 1, #expired, batch do
+  local last = math.min(i + batch - 1, #expired)
+  redis.call('hdel', KEYS[1], unpack(expired, i, last))
+end
+if #expired > 0 then
+  redis.call('zremrangebyscore', KEYS[2], '-inf', now)
+end
+return redis.call('hgetall', KEYS[1])
+";
+
+/// The publish script.
+pub(crate) static PUBLISH_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{ENSURE_EPOCH}{PUBLISH}")));
+/// The history script.
+pub(crate) static HISTORY_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{ENSURE_EPOCH}{HISTORY}")));
+/// The presence add/refresh script.
+pub(crate) static PRESENCE_ADD_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(PRESENCE_ADD));
+/// The presence remove script.
+pub(crate) static PRESENCE_REMOVE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(PRESENCE_REMOVE));
+/// The presence read script.
+pub(crate) static PRESENCE_GET_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(PRESENCE_GET));

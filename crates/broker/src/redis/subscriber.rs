@@ -1,0 +1,441 @@
+//! The one pub/sub connection of a process, with reference-counted subscriptions.
+//!
+//! A reader task owns the connection. It connects (with capped, jittered backoff),
+//! subscribes the control channel, publishes the sink for [`RedisSubscriber::subscribe`],
+//! resubscribes every channel that still has references, and then reads messages into the
+//! subscriber's bounded [`Delivery`]. The redis crate's pub/sub connection does not
+//! reconnect by itself: when its stream ends (Redis restarted, connection reset) or a
+//! periodic `PING` goes unanswered, the task starts over, and after resubscribing reports
+//! [`crate::BrokerEvent::GapPossible`] for every channel, because whatever was published
+//! while the connection was down is lost.
+//!
+//! Subscriptions are kept in shards. A shard's operation lock serializes SUBSCRIBE /
+//! UNSUBSCRIBE of its channels (and the resubscription after a reconnect), so only the first
+//! reference sends SUBSCRIBE, only the last one sends UNSUBSCRIBE, and a subscribe returns
+//! after Redis confirmed it. A channel is registered before its SUBSCRIBE is sent, so a
+//! publication that arrives between the confirmation and the return is delivered, not lost.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use herald_common::channel::ChannelName;
+use herald_common::protocol::Publication;
+use rand::Rng;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::delivery::{Delivered, Delivery};
+use crate::error::{BrokerError, BrokerResult};
+use crate::redis::RedisBroker;
+use crate::redis::keys::Keys;
+use crate::types::{BrokerEvent, SubscriberStats};
+use crate::util::lock;
+
+/// Number of subscription shards (independent operation locks).
+const SHARDS: usize = 64;
+
+/// Channels per SUBSCRIBE command when resubscribing.
+const RESUBSCRIBE_BATCH: usize = 256;
+
+/// First pause after a failed connection attempt; doubled up to the configured maximum.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The Redis side of a [`crate::Subscriber`]. Dropping it stops the reader task and closes
+/// the connection.
+#[derive(Debug)]
+pub(crate) struct RedisSubscriber {
+    shared: Arc<Shared>,
+    _stop: DropGuard,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: redis::Client,
+    keys: Keys,
+    control: String,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    ping_interval: Duration,
+    reconnect_max_delay: Duration,
+    delivery: Delivery,
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+    /// The sink of the current connection; `None` while disconnected.
+    sink: Mutex<Option<PubSubSink>>,
+    /// `true` while `sink` is set.
+    connected: watch::Sender<bool>,
+    reconnects: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    /// Held across SUBSCRIBE / UNSUBSCRIBE round trips of this shard's channels.
+    ops: tokio::sync::Mutex<()>,
+    /// Pub/sub channel name -> subscription. `refs == 0` only while the first SUBSCRIBE is
+    /// in flight (under `ops`).
+    channels: Mutex<HashMap<String, Subscription>>,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    channel: ChannelName,
+    refs: usize,
+}
+
+/// Why reading stopped.
+enum ReadEnd {
+    /// The connection is gone: reconnect.
+    Lost,
+    /// The subscriber was dropped or its receiver closed: stop.
+    Stop,
+}
+
+impl RedisSubscriber {
+    pub(crate) fn start(
+        broker: &RedisBroker,
+        capacity: usize,
+    ) -> (Self, mpsc::Receiver<BrokerEvent>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let config = broker.config();
+        let shared = Arc::new(Shared {
+            client: broker.client().clone(),
+            keys: broker.keys().clone(),
+            control: broker.keys().control(),
+            connect_timeout: config.connect_timeout,
+            command_timeout: config.command_timeout,
+            ping_interval: config.ping_interval,
+            reconnect_max_delay: config.reconnect_max_delay.max(MIN_BACKOFF),
+            delivery: Delivery::new(tx),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            hasher: RandomState::new(),
+            sink: Mutex::new(None),
+            connected: watch::Sender::new(false),
+            reconnects: AtomicU64::new(0),
+        });
+        let cancel = CancellationToken::new();
+        tokio::spawn(Arc::clone(&shared).run(cancel.clone()));
+        let flusher = Arc::clone(&shared);
+        let flusher_cancel = cancel.clone();
+        tokio::spawn(async move { flusher.delivery.run_flusher(flusher_cancel).await });
+        (
+            Self {
+                shared,
+                _stop: cancel.drop_guard(),
+            },
+            rx,
+        )
+    }
+
+    pub(crate) async fn subscribe(&self, channel: &ChannelName) -> BrokerResult<()> {
+        let shared = &self.shared;
+        let name = shared.keys.channel(channel).tag;
+        let shard = shared.shard(&name);
+        let _op = shard.ops.lock().await;
+        {
+            let mut channels = lock(&shard.channels);
+            if let Some(subscription) = channels.get_mut(&name)
+                && subscription.refs > 0
+            {
+                subscription.refs += 1;
+                return Ok(());
+            }
+            channels.insert(
+                name.clone(),
+                Subscription {
+                    channel: channel.clone(),
+                    refs: 0,
+                },
+            );
+        }
+        let subscribed = async {
+            let mut sink = shared.wait_for_sink().await?;
+            shared.within_command_timeout(sink.subscribe(&name)).await
+        }
+        .await;
+        let mut channels = lock(&shard.channels);
+        match subscribed {
+            Ok(()) => {
+                channels
+                    .entry(name)
+                    .or_insert_with(|| Subscription {
+                        channel: channel.clone(),
+                        refs: 0,
+                    })
+                    .refs += 1;
+                Ok(())
+            }
+            Err(err) => {
+                if channels.get(&name).is_some_and(|s| s.refs == 0) {
+                    channels.remove(&name);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    pub(crate) async fn unsubscribe(&self, channel: &ChannelName) {
+        let shared = &self.shared;
+        let name = shared.keys.channel(channel).tag;
+        let shard = shared.shard(&name);
+        let _op = shard.ops.lock().await;
+        let last = {
+            let mut channels = lock(&shard.channels);
+            match channels.get_mut(&name) {
+                Some(subscription) if subscription.refs > 1 => {
+                    subscription.refs -= 1;
+                    false
+                }
+                Some(_) => {
+                    channels.remove(&name);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !last {
+            return;
+        }
+        let sink = lock(&shared.sink).clone();
+        if let Some(mut sink) = sink {
+            // The local count is what matters: messages of an unknown channel are dropped,
+            // and a reconnect does not resubscribe it, so a failure here only costs traffic.
+            if let Err(err) = shared.within_command_timeout(sink.unsubscribe(&name)).await {
+                tracing::warn!(channel = %channel, error = %err, "redis UNSUBSCRIBE failed");
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> SubscriberStats {
+        let shared = &self.shared;
+        SubscriberStats {
+            channels: shared
+                .shards
+                .iter()
+                .map(|shard| lock(&shard.channels).values().filter(|s| s.refs > 0).count())
+                .sum(),
+            connected: *shared.connected.borrow(),
+            reconnects: shared.reconnects.load(Ordering::Relaxed),
+            dropped_events: shared.delivery.dropped(),
+        }
+    }
+}
+
+impl Shared {
+    fn shard(&self, name: &str) -> &Shard {
+        let index = usize::try_from(self.hasher.hash_one(name) % SHARDS as u64).unwrap_or(0);
+        &self.shards[index]
+    }
+
+    async fn within_command_timeout<T>(
+        &self,
+        command: impl Future<Output = redis::RedisResult<T>>,
+    ) -> BrokerResult<T> {
+        match tokio::time::timeout(self.command_timeout, command).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(BrokerError::Timeout(self.command_timeout)),
+        }
+    }
+
+    /// The current sink, waiting up to the connect time-out for a connection.
+    async fn wait_for_sink(&self) -> BrokerResult<PubSubSink> {
+        let mut connected = self.connected.subscribe();
+        match tokio::time::timeout(self.connect_timeout, connected.wait_for(|up| *up)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(BrokerError::Unavailable("the subscriber stopped")),
+            Err(_) => return Err(BrokerError::Unavailable("no redis pub/sub connection")),
+        }
+        lock(&self.sink)
+            .clone()
+            .ok_or(BrokerError::Unavailable("no redis pub/sub connection"))
+    }
+
+    /// The reader task: connect, resubscribe, read; again after every loss.
+    async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut backoff = MIN_BACKOFF;
+        let mut was_connected = false;
+        loop {
+            let connection = tokio::select! {
+                () = cancel.cancelled() => return,
+                connection = self.connect() => connection,
+            };
+            match connection {
+                Ok((sink, stream)) => {
+                    backoff = MIN_BACKOFF;
+                    if was_connected {
+                        self.reconnects.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!("redis pub/sub connection re-established");
+                    }
+                    let resubscribed = tokio::select! {
+                        () = cancel.cancelled() => return,
+                        resubscribed = self.resubscribe(&sink, was_connected) => resubscribed,
+                    };
+                    was_connected = true;
+                    let end = match resubscribed {
+                        Ok(()) => self.read(stream, sink, &cancel).await,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "redis pub/sub resubscription failed");
+                            ReadEnd::Lost
+                        }
+                    };
+                    *lock(&self.sink) = None;
+                    self.connected.send_replace(false);
+                    match end {
+                        ReadEnd::Stop => return,
+                        // Try at once: a lost connection is often back immediately.
+                        ReadEnd::Lost => {
+                            tracing::warn!("redis pub/sub connection lost; reconnecting");
+                            continue;
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "redis pub/sub connection failed");
+                }
+            }
+            let jitter = rand::rng().random_range(0..=backoff.as_millis() / 4);
+            let pause = backoff + Duration::from_millis(u64::try_from(jitter).unwrap_or(0));
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            backoff = (backoff * 2).min(self.reconnect_max_delay);
+        }
+    }
+
+    async fn connect(&self) -> BrokerResult<(PubSubSink, PubSubStream)> {
+        let pubsub = match tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub()).await
+        {
+            Ok(pubsub) => pubsub?,
+            Err(_) => return Err(BrokerError::Timeout(self.connect_timeout)),
+        };
+        let (mut sink, stream) = pubsub.split();
+        self.within_command_timeout(sink.subscribe(&self.control))
+            .await?;
+        Ok((sink, stream))
+    }
+
+    /// Makes `sink` current and subscribes it to every referenced channel, shard by shard.
+    /// After a reconnect (`report_gaps`) every one of them gets a `GapPossible`.
+    async fn resubscribe(&self, sink: &PubSubSink, report_gaps: bool) -> BrokerResult<()> {
+        *lock(&self.sink) = Some(sink.clone());
+        self.connected.send_replace(true);
+        let mut sink = sink.clone();
+        for shard in &self.shards {
+            let _op = shard.ops.lock().await;
+            let (names, channels): (Vec<String>, Vec<ChannelName>) = lock(&shard.channels)
+                .iter()
+                .map(|(name, subscription)| (name.clone(), subscription.channel.clone()))
+                .unzip();
+            for batch in names.chunks(RESUBSCRIBE_BATCH) {
+                self.within_command_timeout(sink.subscribe(batch)).await?;
+            }
+            if report_gaps {
+                for channel in &channels {
+                    if self.delivery.gap(channel) == Delivered::Closed {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        mut stream: PubSubStream,
+        mut sink: PubSubSink,
+        cancel: &CancellationToken,
+    ) -> ReadEnd {
+        let start = tokio::time::Instant::now() + self.ping_interval;
+        let mut ping = tokio::time::interval_at(start, self.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return ReadEnd::Stop,
+                message = stream.next() => match message {
+                    Some(message) => {
+                        if self.handle(&message).await == Delivered::Closed {
+                            return ReadEnd::Stop;
+                        }
+                    }
+                    None => return ReadEnd::Lost,
+                },
+                _ = ping.tick() => {
+                    if let Err(err) = self.within_command_timeout(sink.ping::<redis::Value>()).await {
+                        tracing::warn!(error = %err, "redis pub/sub PING failed");
+                        return ReadEnd::Lost;
+                    }
+                    if self.delivery.is_closed() {
+                        return ReadEnd::Stop;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, message: &redis::Msg) -> Delivered {
+        let name = message.get_channel_name();
+        let payload = message.get_payload_bytes();
+        if name == self.control {
+            return self
+                .delivery
+                .deliver_control(Bytes::copy_from_slice(payload))
+                .await;
+        }
+        let channel = lock(&self.shard(name).channels)
+            .get(name)
+            .map(|subscription| subscription.channel.clone());
+        let Some(channel) = channel else {
+            // Unsubscribed meanwhile.
+            return Delivered::Accepted;
+        };
+        match parse_message(&channel, payload) {
+            Ok(event) => self.delivery.deliver(&channel, event),
+            Err(err) => {
+                tracing::warn!(channel = %channel, error = %err, "malformed pub/sub message dropped");
+                Delivered::Accepted
+            }
+        }
+    }
+}
+
+/// Decodes a pub/sub message of a channel: `p<offset>:<epoch>:<publication JSON>`,
+/// `j<client info JSON>` or `l<client info JSON>`.
+fn parse_message(channel: &ChannelName, payload: &[u8]) -> BrokerResult<BrokerEvent> {
+    let malformed = || BrokerError::Malformed("pub/sub message".to_owned());
+    match payload.split_first() {
+        Some((b'p', rest)) => {
+            let mut parts = rest.splitn(3, |byte| *byte == b':');
+            let offset = parts.next().ok_or_else(malformed)?;
+            let epoch = parts.next().ok_or_else(malformed)?;
+            let json = parts.next().ok_or_else(malformed)?;
+            let offset = std::str::from_utf8(offset)
+                .ok()
+                .and_then(|offset| offset.parse().ok())
+                .ok_or_else(malformed)?;
+            let epoch = String::from_utf8(epoch.to_vec()).map_err(|_| malformed())?;
+            let mut publication: Publication = serde_json::from_slice(json)?;
+            publication.offset = offset;
+            Ok(BrokerEvent::Publication {
+                channel: channel.clone(),
+                publication: Arc::new(publication),
+                epoch,
+            })
+        }
+        Some((b'j', json)) => Ok(BrokerEvent::Join {
+            channel: channel.clone(),
+            info: serde_json::from_slice(json)?,
+        }),
+        Some((b'l', json)) => Ok(BrokerEvent::Leave {
+            channel: channel.clone(),
+            info: serde_json::from_slice(json)?,
+        }),
+        _ => Err(malformed()),
+    }
+}

@@ -1,0 +1,196 @@
+//! Redis-specific behaviour: key layout, restarts of Redis, Redis being down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{
+    Harness, RedisServer, channel, client_info, keep, keys_with_prefix, next_event, numbered,
+    random_prefix, test_config,
+};
+use herald_broker::{Broker, BrokerError, BrokerEvent, PublishResult, RedisConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_and_channel_starts_with_the_prefix_and_channel_keys_share_a_hash_tag() {
+    let harness = Harness::redis().await;
+    let common::Kind::Redis { config } = &harness.kind else {
+        unreachable!()
+    };
+    let broker = &harness.broker;
+    let ch = channel("chat:42");
+    let (subscriber, _events) = broker.subscriber(16);
+    subscriber.subscribe(&ch).await.unwrap();
+    broker
+        .publish(&ch, numbered(1, keep(10)).with_idempotency_key("k1"))
+        .await
+        .unwrap();
+    broker
+        .presence_add(&ch, "c1", &client_info("u1", "c1"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    broker.stream_append("events:tasks", "{}").await.unwrap();
+    broker.stream_ensure_group("events:tasks", "notifier").await.unwrap();
+    broker.kv_set("auth:jwks", "{}", None).await.unwrap();
+
+    let prefix = &config.prefix;
+    let keys: BTreeSet<String> = keys_with_prefix(&config.url, prefix).await.into_iter().collect();
+    let expected: BTreeSet<String> = [
+        "{chat:42}:stream",
+        "{chat:42}:meta",
+        "{chat:42}:idem:k1",
+        "{chat:42}:presence",
+        "{chat:42}:presence:exp",
+        "events:tasks",
+        "kv:auth:jwks",
+    ]
+    .iter()
+    .map(|key| format!("{prefix}{key}"))
+    .collect();
+    assert_eq!(keys, expected);
+
+    let client = redis::Client::open(config.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let channels: BTreeSet<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let expected: BTreeSet<String> = [format!("{prefix}{{chat:42}}"), format!("{prefix}control")]
+        .into_iter()
+        .collect();
+    assert_eq!(channels, expected);
+    harness.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_prefix_is_herald_and_braces_are_refused() {
+    assert_eq!(RedisConfig::new("redis://127.0.0.1").prefix, "herald:");
+    let result = Broker::redis(&RedisConfig::new("redis://127.0.0.1").with_prefix("a{b}:"));
+    assert!(matches!(result, Err(BrokerError::Config(_))), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_meta_and_the_stream_starts_a_new_epoch() {
+    let harness = Harness::redis().await;
+    let common::Kind::Redis { config } = &harness.kind else {
+        unreachable!()
+    };
+    let ch = channel("chat:flushed");
+    let before = harness.broker.publish(&ch, numbered(1, keep(10))).await.unwrap();
+    let client = redis::Client::open(config.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = &config.prefix;
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{prefix}{{chat:flushed}}:stream"))
+        .arg(format!("{prefix}{{chat:flushed}}:meta"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let after = harness.broker.publish(&ch, numbered(2, keep(10))).await.unwrap();
+    assert_ne!(after.epoch, before.epoch);
+    assert_eq!(after.offset, 1);
+    harness.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_operations_fail_as_temporary() {
+    let port = RedisServer::spare_port();
+    let mut config = test_config(&format!("redis://127.0.0.1:{port}"), &random_prefix());
+    config.connect_timeout = Duration::from_millis(300);
+    config.command_timeout = Duration::from_millis(500);
+    let broker = Broker::redis(&config).unwrap();
+
+    let ping = broker.ping().await.unwrap_err();
+    assert!(ping.is_temporary(), "{ping:?}");
+    let publish = broker.publish(&channel("chat:down"), numbered(1, keep(10))).await.unwrap_err();
+    assert!(publish.is_temporary(), "{publish:?}");
+    let (subscriber, _events) = broker.subscriber(8);
+    let subscribe = subscriber.subscribe(&channel("chat:down")).await.unwrap_err();
+    assert!(subscribe.is_temporary(), "{subscribe:?}");
+    assert!(!subscriber.stats().connected);
+    assert!(!BrokerError::UnrecoverablePosition.is_temporary());
+}
+
+/// Publishes, retrying while the command connection reconnects.
+async fn publish_when_back(broker: &Broker, n: u64) -> PublishResult {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match broker.publish(&channel("chat:a"), numbered(n, keep(10))).await {
+            Ok(result) => return result,
+            Err(err) => {
+                assert!(err.is_temporary(), "{err:?}");
+                assert!(tokio::time::Instant::now() < deadline, "redis did not come back: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_subscriptions_resume_and_every_channel_reports_a_gap() {
+    let port = RedisServer::spare_port();
+    let mut server = RedisServer::start(port).await;
+    let config = test_config(&server.url(), &random_prefix());
+    let broker = Broker::redis(&config).unwrap();
+    let (a, b) = (channel("chat:a"), channel("chat:b"));
+    let (subscriber, mut events) = broker.subscriber(64);
+    subscriber.subscribe(&a).await.unwrap();
+    subscriber.subscribe(&b).await.unwrap();
+    subscriber.subscribe(&b).await.unwrap();
+
+    let before = publish_when_back(&broker, 1).await;
+    match next_event(&mut events).await {
+        BrokerEvent::Publication { publication, .. } => assert_eq!(publication.offset, 1),
+        other => panic!("expected a publication, got {other:?}"),
+    }
+    assert!(subscriber.stats().connected);
+
+    server.kill();
+    let server = RedisServer::start(port).await;
+
+    // Each subscribed channel is reported once the subscription is back.
+    let mut gaps = BTreeSet::new();
+    while gaps.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(15), events.recv()).await {
+            Ok(Some(BrokerEvent::GapPossible { channel })) => {
+                gaps.insert(channel);
+            }
+            Ok(other) => panic!("expected gaps, got {other:?}"),
+            Err(_) => panic!("no gap reported after the restart (got {gaps:?})"),
+        }
+    }
+    assert_eq!(gaps, [a.clone(), b.clone()].into_iter().collect());
+    let stats = subscriber.stats();
+    assert!(stats.connected);
+    assert_eq!(stats.reconnects, 1);
+    assert_eq!(stats.channels, 2);
+
+    // Publications flow again; the history was lost with the server, so the epoch changed.
+    let after = publish_when_back(&broker, 2).await;
+    assert_ne!(after.epoch, before.epoch);
+    assert_eq!(after.offset, 1);
+    match next_event(&mut events).await {
+        BrokerEvent::Publication {
+            channel,
+            publication,
+            epoch,
+        } => {
+            assert_eq!(channel, a);
+            assert_eq!(epoch, after.epoch);
+            assert_eq!(common::number_of(&publication), 2);
+        }
+        other => panic!("expected a publication, got {other:?}"),
+    }
+    // The reference counts survived: one unsubscribe of b keeps it.
+    subscriber.unsubscribe(&b).await;
+    broker.publish(&b, numbered(3, keep(10))).await.unwrap();
+    match next_event(&mut events).await {
+        BrokerEvent::Publication { channel, .. } => assert_eq!(channel, b),
+        other => panic!("expected a publication, got {other:?}"),
+    }
+    drop(server);
+}

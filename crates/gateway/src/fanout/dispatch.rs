@@ -1,0 +1,231 @@
+//! The fan-out task: consumes the node's broker events and delivers them to local
+//! subscribers.
+//!
+//! - **Publication**: checked against the channel's last delivered offset, encoded once per
+//!   format that some member needs (protocol push, chat line, notification line) into a
+//!   shared `ByteString`, and pushed into each member's outbox (or its buffer while it
+//!   subscribes). Per delivery that is a reference-count increment and a short lock.
+//! - **Gap** (an offset jump, a changed epoch, or the broker's `GapPossible` after a Redis
+//!   reconnect or a full receiver): client-side subscriptions get an unsubscribe push with
+//!   2500 (the SDK resubscribes and recovers), connections holding it server-side (and the
+//!   simple endpoints) are closed with 3010 (they reconnect and recover).
+//! - **Join / leave**: encoded once, pushed to protocol members that asked for them.
+//! - **Control** (revocation on logout, server-side disconnects): the affected connections
+//!   of this node are closed with the message's code.
+//!
+//! Everything here is synchronous under a hub read lock; nothing awaits while delivering.
+
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use herald_broker::BrokerEvent;
+use herald_common::channel::ChannelName;
+use herald_common::control::ControlMessage;
+use herald_common::payload::{chat_line, notification_line};
+use herald_common::protocol::{
+    ClientInfo, DisconnectCode, Publication, Push, Unsubscribe, UnsubscribeCode,
+    encode_join_push, encode_leave_push, encode_publication_push,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Format;
+use super::hub::{ChannelEntry, Continuity, Hub};
+use super::slot::SlotKind;
+use crate::metrics::NodeStats;
+use crate::registry::Registry;
+
+/// Events taken from the broker's receiver per wake-up.
+const BATCH: usize = 256;
+
+/// Delivers broker events to this node's connections.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    hub: Arc<Hub>,
+    registry: Arc<Registry>,
+    stats: Arc<NodeStats>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the node's hub and registry.
+    pub fn new(hub: Arc<Hub>, registry: Arc<Registry>, stats: Arc<NodeStats>) -> Self {
+        Self { hub, registry, stats }
+    }
+
+    /// Consumes `events` until `shutdown` fires or the broker subscriber is gone.
+    pub async fn run(self, mut events: mpsc::Receiver<BrokerEvent>, shutdown: CancellationToken) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let received = tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = events.recv_many(&mut batch, BATCH) => received,
+            };
+            if received == 0 {
+                tracing::warn!("the broker subscriber stopped; no more deliveries");
+                return;
+            }
+            for event in batch.drain(..) {
+                self.handle(event);
+            }
+        }
+    }
+
+    /// Delivers one event.
+    pub fn handle(&self, event: BrokerEvent) {
+        match event {
+            BrokerEvent::Publication { channel, publication, epoch } => {
+                self.publication(&channel, &publication, &epoch);
+            }
+            BrokerEvent::Join { channel, info } => self.join_leave(&channel, &info, true),
+            BrokerEvent::Leave { channel, info } => self.join_leave(&channel, &info, false),
+            BrokerEvent::GapPossible { channel } => {
+                self.hub.with_channel(channel.as_str(), |entry| self.gap(&channel, entry));
+            }
+            BrokerEvent::Control(payload) => self.control(&payload),
+        }
+    }
+
+    fn publication(&self, channel: &ChannelName, publication: &Publication, epoch: &str) {
+        self.hub.with_channel(channel.as_str(), |entry| {
+            match entry.advance(epoch, publication.offset) {
+                Continuity::InOrder => {}
+                Continuity::Stale => return,
+                Continuity::Gap => {
+                    self.gap(channel, entry);
+                    return;
+                }
+            }
+            let mut encoded = Encoded::new(channel, publication);
+            for member in entry.members.values() {
+                if let Some(message) = encoded.get(member.target.format) {
+                    member.slot.deliver(&member.target, publication.offset, message);
+                }
+            }
+        });
+    }
+
+    fn join_leave(&self, channel: &ChannelName, info: &ClientInfo, join: bool) {
+        self.hub.with_channel(channel.as_str(), |entry| {
+            let mut message: Option<ByteString> = None;
+            for member in entry.members.values() {
+                if !member.join_leave || member.target.format != Format::Protocol {
+                    continue;
+                }
+                if message.is_none() {
+                    let encoded = if join {
+                        encode_join_push(channel, info)
+                    } else {
+                        encode_leave_push(channel, info)
+                    };
+                    match encoded {
+                        Ok(text) => message = Some(ByteString::from(text)),
+                        Err(err) => {
+                            tracing::warn!(%channel, error = %err, "join/leave push not encodable");
+                            return;
+                        }
+                    }
+                }
+                if let Some(message) = &message {
+                    member.slot.deliver(&member.target, 0, message);
+                }
+            }
+        });
+    }
+
+    /// Makes every subscriber of the channel recover (see the module docs).
+    fn gap(&self, channel: &ChannelName, entry: &ChannelEntry) {
+        entry.reset();
+        self.stats.gap();
+        tracing::info!(%channel, subscribers = entry.members.len(), "possible gap; subscribers recover");
+        let mut unsubscribe: Option<ByteString> = None;
+        for member in entry.members.values() {
+            if !member.slot.gap() {
+                // Buffering: the subscribe in progress reports it after its reply.
+                continue;
+            }
+            let target = &member.target;
+            match (member.slot.kind(), target.format) {
+                (SlotKind::Client, Format::Protocol) => {
+                    let message = unsubscribe.get_or_insert_with(|| insufficient_state_push(channel));
+                    let _ = target.outbox.push(message.clone());
+                    target.subscription_ended(channel);
+                }
+                _ => target.outbox.close(DisconnectCode::InsufficientState.to_disconnect()),
+            }
+        }
+    }
+
+    fn control(&self, payload: &[u8]) {
+        let message = match std::str::from_utf8(payload).map(ControlMessage::decode) {
+            Ok(Ok(message)) => message,
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "unknown control message ignored");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("control message is not UTF-8; ignored");
+                return;
+            }
+        };
+        let disconnect = message.disconnect();
+        let mut closed = 0usize;
+        for target in self.registry.of_user(message.user()) {
+            let applies = target
+                .identity()
+                .is_some_and(|identity| message.applies_to(&identity.user, &identity.client));
+            if applies {
+                target.outbox.close(disconnect.clone());
+                closed += 1;
+            }
+        }
+        if closed > 0 {
+            tracing::info!(user = %message.user(), connections = closed, code = disconnect.code, "control message closed connections");
+        }
+    }
+}
+
+/// The unsubscribe push with code 2500 for `channel`.
+pub fn insufficient_state_push(channel: &ChannelName) -> ByteString {
+    let push = Push::Unsubscribe {
+        channel: channel.clone(),
+        unsubscribe: Unsubscribe::from(UnsubscribeCode::InsufficientState),
+    };
+    // An unsubscribe push is a channel name and two scalars: it always encodes.
+    ByteString::from(push.encode().unwrap_or_default())
+}
+
+/// One publication, encoded at most once per format.
+struct Encoded<'a> {
+    channel: &'a ChannelName,
+    publication: &'a Publication,
+    protocol: Option<Option<ByteString>>,
+    chat: Option<ByteString>,
+    notification: Option<ByteString>,
+}
+
+impl<'a> Encoded<'a> {
+    fn new(channel: &'a ChannelName, publication: &'a Publication) -> Self {
+        Self { channel, publication, protocol: None, chat: None, notification: None }
+    }
+
+    fn get(&mut self, format: Format) -> Option<&ByteString> {
+        match format {
+            Format::Protocol => self
+                .protocol
+                .get_or_insert_with(|| match encode_publication_push(self.channel, self.publication) {
+                    Ok(text) => Some(ByteString::from(text)),
+                    Err(err) => {
+                        tracing::warn!(channel = %self.channel, error = %err, "publication not encodable");
+                        None
+                    }
+                })
+                .as_ref(),
+            Format::ChatLines => {
+                Some(self.chat.get_or_insert_with(|| ByteString::from(chat_line(self.publication))))
+            }
+            Format::NotificationLines => Some(self.notification.get_or_insert_with(|| {
+                ByteString::from(notification_line(self.publication).into_owned())
+            })),
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The send side of one connection: a bounded queue of encoded messages and the one writer
+//! task that drains it.
+//!
+//! Anyone may [`Outbox::push`] (the fan-out task, the connection's own command handling)
+//! and it never waits: messages are shared [`ByteString`]s (a publication is encoded once for
+//! every subscriber), the queue is a `std` mutex held for a few pointer moves, and a push
+//! that would take the queue past its byte limit empties it and asks the writer to close the
+//! connection with 3008 (slow). The writer ([`run_writer`]) takes everything queued and
+//! writes it as one frame, joined by `\n` (a single message is written as it is, without a
+//! copy), so a client that falls behind gets fewer, larger frames instead of a longer queue.
+//!
+//! Closing goes through the same queue, so a reply and the close that follows it stay in
+//! order: [`Outbox::close`] lets queued messages go first, [`Outbox::close_now`] drops them.
+//! A close frame waits at most the close timeout for a client that does not read; then the
+//! session is dropped anyway. Either way the connection's `done` token fires when the writer
+//! ends, which stops the connection's reader.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use actix_ws::{CloseCode, CloseReason, Session};
+use bytestring::ByteString;
+use herald_common::protocol::{Disconnect, DisconnectCode};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{self, NodeStats};
+
+/// Largest frame the writer builds by joining messages (a single bigger message is still
+/// written whole).
+pub const MAX_FRAME_BYTES: usize = 256 * 1024;
+
+/// Why a push was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue would pass its limit: the connection is being closed with 3008.
+    Slow,
+    /// The connection is closing or closed.
+    Closed,
+}
+
+/// The send queue of one connection.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer when the queue stops being empty or a close is requested.
+    wake: Notify,
+    /// Wakes a writer blocked on a client that does not read: an urgent close is pending.
+    urgent: Notify,
+    limit: usize,
+    stats: Arc<NodeStats>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<ByteString>,
+    bytes: usize,
+    close: Option<Disconnect>,
+    /// The writer ended: nothing is accepted any more.
+    finished: bool,
+}
+
+/// What the writer does next.
+enum Next {
+    /// Write these messages as one frame.
+    Write(Vec<ByteString>),
+    /// Everything before the close was written: close.
+    Close(Disconnect),
+    /// Nothing to do: wait.
+    Idle,
+}
+
+impl Outbox {
+    /// An empty queue holding at most `limit` bytes.
+    pub fn new(limit: usize, stats: Arc<NodeStats>) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            urgent: Notify::new(),
+            limit,
+            stats,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent at every unlock, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues one encoded message. Never waits.
+    pub fn push(&self, message: ByteString) -> Result<(), Refused> {
+        let len = message.len();
+        let mut state = self.lock();
+        if state.finished || state.close.is_some() {
+            return Err(Refused::Closed);
+        }
+        if state.bytes + len > self.limit {
+            self.overflow(&mut state);
+            return Err(Refused::Slow);
+        }
+        let was_empty = state.queue.is_empty();
+        state.queue.push_back(message);
+        state.bytes += len;
+        drop(state);
+        self.stats.queued(len);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Bytes queued right now.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Whether a close was requested or the writer ended.
+    pub fn is_closing(&self) -> bool {
+        let state = self.lock();
+        state.finished || state.close.is_some()
+    }
+
+    /// Closes the connection after the messages already queued (the first close wins).
+    pub fn close(&self, disconnect: Disconnect) {
+        let mut state = self.lock();
+        if state.finished || state.close.is_some() {
+            return;
+        }
+        state.close = Some(disconnect);
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Closes the connection now, dropping whatever is queued (the first close wins).
+    pub fn close_now(&self, disconnect: Disconnect) {
+        let mut state = self.lock();
+        if state.finished || state.close.is_some() {
+            return;
+        }
+        self.drop_queue(&mut state);
+        state.close = Some(disconnect);
+        drop(state);
+        self.wake.notify_one();
+        self.urgent.notify_one();
+    }
+
+    fn overflow(&self, state: &mut State) {
+        self.drop_queue(state);
+        state.close = Some(DisconnectCode::Slow.to_disconnect());
+        self.stats.slow_close();
+        self.wake.notify_one();
+        self.urgent.notify_one();
+    }
+
+    fn drop_queue(&self, state: &mut State) {
+        state.queue.clear();
+        self.stats.dequeued(state.bytes);
+        state.bytes = 0;
+    }
+
+    /// Takes what the writer should do next, moving up to [`MAX_FRAME_BYTES`] of messages
+    /// into `batch` (at least one message).
+    fn next(&self, mut batch: Vec<ByteString>) -> Next {
+        let mut state = self.lock();
+        let Some(first) = state.queue.pop_front() else {
+            return match state.close.clone() {
+                Some(close) => Next::Close(close),
+                None => Next::Idle,
+            };
+        };
+        let mut taken = first.len();
+        batch.push(first);
+        while let Some(front) = state.queue.front() {
+            if taken + 1 + front.len() > MAX_FRAME_BYTES {
+                break;
+            }
+            taken += 1 + front.len();
+            if let Some(message) = state.queue.pop_front() {
+                batch.push(message);
+            }
+        }
+        let bytes: usize = batch.iter().map(ByteString::len).sum();
+        state.bytes -= bytes;
+        drop(state);
+        self.stats.dequeued(bytes);
+        Next::Write(batch)
+    }
+
+    /// The writer ended: refuse further pushes and release what is queued.
+    fn finish(&self) {
+        let mut state = self.lock();
+        state.finished = true;
+        self.drop_queue(&mut state);
+    }
+}
+
+/// One frame of `messages`: the message itself when there is one, else a `\n`-joined copy.
+fn frame(messages: &mut Vec<ByteString>) -> ByteString {
+    if messages.len() == 1 {
+        if let Some(only) = messages.pop() {
+            return only;
+        }
+    }
+    let len = messages.iter().map(|m| m.len() + 1).sum::<usize>();
+    let mut joined = String::with_capacity(len);
+    for (i, message) in messages.drain(..).enumerate() {
+        if i > 0 {
+            joined.push('\n');
+        }
+        joined.push_str(&message);
+    }
+    ByteString::from(joined)
+}
+
+/// Writes what `outbox` queues to `session` until a close was sent, the client went away or
+/// the writer gave up on a client that does not read; then fires `done`.
+pub async fn run_writer(outbox: Arc<Outbox>, mut session: Session, close_timeout: Duration, done: CancellationToken) {
+    let mut batch = Vec::new();
+    loop {
+        match outbox.next(std::mem::take(&mut batch)) {
+            Next::Idle => {
+                tokio::select! {
+                    () = outbox.wake.notified() => {}
+                    () = done.cancelled() => break,
+                }
+            }
+            Next::Write(mut messages) => {
+                let count = messages.len() as u64;
+                let text = frame(&mut messages);
+                batch = messages;
+                let sent = tokio::select! {
+                    biased;
+                    () = outbox.urgent.notified() => true,
+                    () = done.cancelled() => false,
+                    sent = session.text(text) => sent.is_ok(),
+                };
+                if !sent {
+                    break;
+                }
+                ::metrics::counter!(metrics::MESSAGES_OUT).increment(count);
+                ::metrics::counter!(metrics::FRAMES_OUT).increment(1);
+            }
+            Next::Close(disconnect) => {
+                metrics::disconnect(disconnect.close_code());
+                let reason = CloseReason {
+                    code: CloseCode::Other(disconnect.close_code()),
+                    description: Some(disconnect.close_reason().to_owned()),
+                };
+                if tokio::time::timeout(close_timeout, session.close(Some(reason)))
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("close frame not delivered in time; dropping the session");
+                }
+                break;
+            }
+        }
+    }
+    outbox.finish();
+    done.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn outbox(limit: usize) -> Outbox {
+        Outbox::new(limit, Arc::new(NodeStats::default()))
+    }
+
+    fn take(outbox: &Outbox) -> Vec<String> {
+        match outbox.next(Vec::new()) {
+            Next::Write(messages) => messages.iter().map(ToString::to_string).collect(),
+            Next::Close(d) => vec![format!("close {}", d.code)],
+            Next::Idle => vec![],
+        }
+    }
+
+    #[test]
+    fn queued_messages_are_taken_together_and_the_close_comes_last() {
+        let outbox = outbox(1024);
+        outbox.push("a".into()).unwrap();
+        outbox.push("b".into()).unwrap();
+        outbox.close(DisconnectCode::BadRequest.to_disconnect());
+        assert_eq!(outbox.push("c".into()), Err(Refused::Closed));
+        assert_eq!(take(&outbox), ["a", "b"]);
+        assert_eq!(take(&outbox), ["close 3501"]);
+    }
+
+    #[test]
+    fn passing_the_limit_drops_the_queue_and_closes_as_slow() {
+        let stats = Arc::new(NodeStats::default());
+        let outbox = Outbox::new(10, Arc::clone(&stats));
+        outbox.push("12345".into()).unwrap();
+        assert_eq!(outbox.push("123456".into()), Err(Refused::Slow));
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(stats.snapshot().outbox_bytes, 0);
+        assert_eq!(stats.snapshot().slow_closes, 1);
+        assert_eq!(take(&outbox), ["close 3008"]);
+    }
+
+    #[test]
+    fn a_frame_of_one_message_is_the_message_and_more_are_joined_by_newlines() {
+        let mut one = vec![ByteString::from("{}")];
+        assert_eq!(frame(&mut one), "{}");
+        let mut three: Vec<ByteString> = vec!["a".into(), "b".into(), "c".into()];
+        assert_eq!(frame(&mut three), "a\nb\nc");
+        assert!(three.is_empty());
+    }
+
+    #[test]
+    fn a_batch_stops_before_the_frame_limit() {
+        let outbox = outbox(4 * MAX_FRAME_BYTES);
+        let big = "x".repeat(MAX_FRAME_BYTES / 2);
+        for _ in 0..3 {
+            outbox.push(big.clone().into()).unwrap();
+        }
+        assert_eq!(take(&outbox).len(), 1);
+        assert_eq!(take(&outbox).len(), 1);
+    }
+}

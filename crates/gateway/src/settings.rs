@@ -1,0 +1,200 @@
+//! The gateway's settings (design sections 6 and 8): defaults < `--config FILE` < `HERALD_*`.
+//!
+//! The fixed names of the design keep their top-level keys (`HERALD_PING_INTERVAL`,
+//! `HERALD_PONG_TIMEOUT`, `HERALD_CONNECT_TIMEOUT`, `HERALD_ALLOWED_ORIGINS`, ...). Limits live
+//! in the `limits` section (`HERALD_LIMITS__MAX_CHANNELS=64`) and the channel table in the
+//! `channels` section, one entry per namespace (`HERALD_CHANNELS__CHAT__HISTORY_SIZE=100`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald_broker::HistoryPolicy;
+use herald_service::config::{self, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL, seconds};
+use herald_service::{JwtSettings, Secret, TrustedProxies};
+use serde::Deserialize;
+
+/// Default listen address of the standalone service.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+
+/// Everything the gateway can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `host:port` to bind; port 0 picks any free port (`HERALD_LISTEN`).
+    pub listen: String,
+    /// HTTP worker threads (`HERALD_WORKERS`); `None`: one per core.
+    pub workers: Option<usize>,
+    /// Redis URL (`HERALD_REDIS_URL`); may carry a password, so never logged.
+    pub redis_url: Secret<String>,
+    /// Prefix of every Redis key and channel (`HERALD_REDIS_PREFIX`).
+    pub redis_prefix: String,
+    /// Token issuer, audience and leeway (`HERALD_JWT__*`).
+    pub jwt: JwtSettings,
+    /// Server ping interval (`HERALD_PING_INTERVAL`, seconds).
+    #[serde(with = "seconds")]
+    pub ping_interval: Duration,
+    /// How long a client has to answer a ping (`HERALD_PONG_TIMEOUT`, seconds).
+    #[serde(with = "seconds")]
+    pub pong_timeout: Duration,
+    /// How long a new connection has to send `connect` (`HERALD_CONNECT_TIMEOUT`, seconds).
+    #[serde(with = "seconds")]
+    pub connect_timeout: Duration,
+    /// Origins allowed to open WebSockets (`HERALD_ALLOWED_ORIGINS`, comma-separated; `*`
+    /// allows any). Empty: only pages served from the gateway's own host.
+    #[serde(deserialize_with = "config::comma_separated")]
+    pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (`HERALD_TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// Folder of the web client served at `/` (`HERALD_WEB_DIR`); skipped when missing.
+    pub web_dir: PathBuf,
+    /// Connection and message limits (`HERALD_LIMITS__*`).
+    pub limits: Limits,
+    /// The channel table (`HERALD_CHANNELS__<NAMESPACE>__*`).
+    pub channels: ChannelSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            workers: None,
+            redis_url: Secret::new(DEFAULT_REDIS_URL.to_owned()),
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            jwt: JwtSettings::default(),
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(8),
+            connect_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
+            web_dir: PathBuf::from("web/dist"),
+            limits: Limits::default(),
+            channels: ChannelSettings::default(),
+        }
+    }
+}
+
+/// Limits of connections and messages (design section 6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest inbound WebSocket message in bytes; bigger closes with 1009.
+    pub max_message_size: usize,
+    /// Channels per connection, server-side ones included; more is error 106.
+    pub max_channels: usize,
+    /// Publications per second a connection may make (sustained); more is error 111.
+    pub publish_rate: f64,
+    /// Publications a connection may make in a burst.
+    pub publish_burst: u32,
+    /// Connections this node accepts; more closes with 3504 (or HTTP 503 on the simple
+    /// endpoints).
+    pub max_connections: usize,
+    /// Connections one user may hold on this node; more closes with 3504 (HTTP 429 on the
+    /// simple endpoints).
+    pub max_connections_per_user: usize,
+    /// Bytes queued for one connection; beyond it the connection is closed with 3008.
+    pub send_queue_size: usize,
+    /// How long after its token expired a connection that did not refresh is closed with
+    /// 3005 (seconds): the SDK refreshes when the token expires, this is its margin.
+    #[serde(with = "seconds")]
+    pub expired_close_delay: Duration,
+    /// Presence entries expire this long after their last refresh (seconds); the gateway
+    /// refreshes them three times per period while the client stays.
+    #[serde(with = "seconds")]
+    pub presence_ttl: Duration,
+    /// Most publications one recovery or history read returns.
+    pub history_max: usize,
+    /// Longest wait for a close frame to reach a client that does not read (seconds).
+    #[serde(with = "seconds")]
+    pub close_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 * 1024,
+            max_channels: 128,
+            publish_rate: 10.0,
+            publish_burst: 20,
+            max_connections: 50_000,
+            max_connections_per_user: 64,
+            send_queue_size: 1024 * 1024,
+            expired_close_delay: Duration::from_secs(25),
+            presence_ttl: Duration::from_secs(60),
+            history_max: 300,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One namespace of the channel table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct NamespaceSettings {
+    /// Publications kept in history (0: none, and no recovery).
+    pub history_size: usize,
+    /// How long the history lives after the last publication (seconds).
+    #[serde(with = "seconds")]
+    pub history_ttl: Duration,
+    /// Whether subscribers are listed in presence.
+    pub presence: bool,
+    /// Whether joins and leaves are announced to subscribers that ask for them.
+    pub join_leave: bool,
+    /// Whether subscribers may publish (otherwise only the server does, error 103).
+    pub publish: bool,
+}
+
+impl Default for NamespaceSettings {
+    fn default() -> Self {
+        Self {
+            history_size: 300,
+            history_ttl: Duration::from_secs(24 * 60 * 60),
+            presence: false,
+            join_leave: false,
+            publish: false,
+        }
+    }
+}
+
+impl NamespaceSettings {
+    /// The broker's history policy for this namespace.
+    pub fn history(&self) -> HistoryPolicy {
+        HistoryPolicy::new(self.history_size, self.history_ttl)
+    }
+}
+
+/// The channel table of design section 3, one entry per namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ChannelSettings {
+    /// `chat:{room}`: any signed-in user subscribes and publishes; presence, join/leave.
+    pub chat: NamespaceSettings,
+    /// `tasks`: any signed-in user subscribes; the server publishes.
+    pub tasks: NamespaceSettings,
+    /// `notifications#{user}`: server-side subscription of its user only.
+    pub notifications: NamespaceSettings,
+}
+
+impl Default for ChannelSettings {
+    fn default() -> Self {
+        Self {
+            chat: NamespaceSettings {
+                presence: true,
+                join_leave: true,
+                publish: true,
+                ..NamespaceSettings::default()
+            },
+            tasks: NamespaceSettings::default(),
+            notifications: NamespaceSettings {
+                history_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+                ..NamespaceSettings::default()
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults < `config_file` < `HERALD_*` variables.
+    pub fn load(config_file: Option<&std::path::Path>) -> Result<Self, config::ConfigError> {
+        config::load(config_file)
+    }
+}

@@ -1,0 +1,179 @@
+//! Access tokens at the edge: where a WebSocket request carries one, how it is checked, and
+//! how request lines are logged without it.
+//!
+//! Tokens are verified by the shared [`TokenVerifier`] (keys come from the broker, so the
+//! gateway never calls auth). Browsers cannot set headers on a WebSocket, so the simple
+//! endpoints also take `?token=`; such URLs are only ever logged through [`redacted_uri`].
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::HttpRequest;
+use herald_common::auth::VerifyError;
+use herald_common::ids::UserId;
+use herald_service::TokenVerifier;
+use herald_service::tokens::bearer_token;
+
+/// Query parameter that may carry the token on the simple endpoints.
+pub const TOKEN_PARAM: &str = "token";
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The user (`sub`).
+    pub user: UserId,
+    /// The user's display name (`name`; becomes `conn_info.name`).
+    pub name: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+}
+
+impl Grant {
+    /// Seconds until the token expires (0 once it has).
+    pub fn ttl(&self) -> u64 {
+        self.expires_at.saturating_sub(unix_now())
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No token was presented.
+    #[error("no token")]
+    Missing,
+    /// The token expired: the client should get a new one (protocol error 109).
+    #[error("token expired")]
+    Expired,
+    /// Anything else: forged, wrong key, wrong audience, `alg: none`, ... (close 3500).
+    #[error("invalid token: {0}")]
+    Invalid(VerifyError),
+}
+
+/// Verifies `token`.
+pub async fn verify(verifier: &TokenVerifier, token: &str) -> Result<Grant, Refusal> {
+    if token.is_empty() {
+        return Err(Refusal::Missing);
+    }
+    let claims = match verifier.verify(token).await {
+        Ok(claims) => claims,
+        Err(VerifyError::Expired) => return Err(Refusal::Expired),
+        Err(err) => return Err(Refusal::Invalid(err)),
+    };
+    let user = claims
+        .user_id()
+        .map_err(|_| Refusal::Invalid(VerifyError::InvalidClaims("sub is not a user id".to_owned())))?;
+    let name = if claims.name.is_empty() { claims.sub.clone() } else { claims.name };
+    Ok(Grant { user, name, expires_at: claims.exp })
+}
+
+/// The token of a request: the `Authorization: Bearer` header, else the `token` query
+/// parameter.
+pub fn request_token(req: &HttpRequest) -> Option<String> {
+    if let Some(token) = bearer_token(req) {
+        return Some(token.to_owned());
+    }
+    query_pairs(req.query_string())
+        .find(|(key, _)| key == TOKEN_PARAM)
+        .map(|(_, value)| value)
+        .filter(|token| !token.is_empty())
+}
+
+/// The request's path and query with any token replaced by `[redacted]`: the only form in
+/// which a request URI is logged.
+pub fn redacted_uri(req: &HttpRequest) -> String {
+    let path = req.path();
+    let query = req.query_string();
+    if query.is_empty() {
+        return path.to_owned();
+    }
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if percent_decode(key) == TOKEN_PARAM => format!("{key}=[redacted]"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", redacted.join("&"))
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key), percent_decode(value))
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding); invalid escapes stay as they are.
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn the_header_wins_over_the_query() {
+        let req = TestRequest::with_uri("/ws/chat/lobby?token=from-query")
+            .insert_header(("Authorization", "Bearer from-header"))
+            .to_http_request();
+        assert_eq!(request_token(&req).as_deref(), Some("from-header"));
+        let req = TestRequest::with_uri("/ws/chat/lobby?x=1&token=a%2Eb.c").to_http_request();
+        assert_eq!(request_token(&req).as_deref(), Some("a.b.c"));
+        let req = TestRequest::with_uri("/ws/chat/lobby?token=").to_http_request();
+        assert_eq!(request_token(&req), None);
+    }
+
+    #[test]
+    fn query_tokens_never_reach_a_logged_uri() {
+        let req = TestRequest::with_uri("/ws/notifications/tasks?token=secret.jwt.value&x=1").to_http_request();
+        let logged = redacted_uri(&req);
+        assert_eq!(logged, "/ws/notifications/tasks?token=[redacted]&x=1");
+        assert!(!logged.contains("secret"));
+        let req = TestRequest::with_uri("/ws/chat/a?%74oken=secret").to_http_request();
+        assert!(!redacted_uri(&req).contains("secret"));
+    }
+
+    #[test]
+    fn percent_decoding_keeps_invalid_escapes() {
+        assert_eq!(percent_decode("a%23b"), "a#b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz+x"), "%zz x");
+    }
+}

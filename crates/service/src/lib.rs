@@ -1,0 +1,33 @@
+//! `herald-service`: the process plumbing every Herald service shares, so that auth,
+//! tasks-api, notifier, gateway and the embedded `herald` binary write it once.
+//!
+//! Layout:
+//! - [`config`]: layered typed settings (defaults < `--config FILE` < `HERALD_*`), shared
+//!   setting types ([`JwtSettings`], [`TrustedProxies`]) and [`Secret`] for values never logged.
+//! - [`telemetry`]: JSON logs filtered by `RUST_LOG`.
+//! - [`metrics`]: the process-wide Prometheus recorder, `/metrics`, an HTTP metrics middleware.
+//! - [`health`]: `/healthz`, `/readyz` with pluggable [`Readiness`] checks, and
+//!   [`configure_ops`] mounting both plus `/metrics`.
+//! - [`error`]: [`ApiError`], the design's REST error body, and extractor configs that turn
+//!   malformed or oversized bodies into 400/413/415/422 JSON errors; [`FormOrJson`].
+//! - [`client_ip`]: the client's address honouring `HERALD_TRUSTED_PROXIES`.
+//! - [`shutdown`]: a `CancellationToken` cancelled on SIGTERM/SIGINT.
+//! - [`tokens`]: [`TokenVerifier`] (the shared verifier kept up to date from the broker) and
+//!   the [`Authenticated`] extractor for REST handlers.
+
+pub mod client_ip;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tokens;
+
+pub use client_ip::{ClientIp, TrustedProxies};
+pub use config::{ConfigArgs, ConfigError, Environment, JwtSettings};
+pub use error::{ApiError, FormOrJson};
+pub use health::{Readiness, configure_ops};
+pub use secret::Secret;
+pub use tokens::{Authenticated, TokenVerifier};
