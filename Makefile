@@ -5,7 +5,7 @@ CARGO ?= cargo
 .PHONY: help run test test-rust lint fmt bench sqlx-prepare check
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 run: ## build and start the embedded `herald` (one process, http://127.0.0.1:8080)
 	$(CARGO) run --release -p herald
@@ -30,3 +30,60 @@ sqlx-prepare: ## refresh the committed offline query data in .sqlx/ (needs Postg
 
 check: ## type-check everything quickly
 	$(CARGO) check --workspace --all-targets
+
+# --- Distributed mode and deploy files (deploy/, k8s/, docker-compose.yml) -----------------
+# The checks install their own tools into .venv (pinned in deploy/requirements.txt); no
+# Docker engine or cluster is needed.
+DEPLOY_VENV ?= .venv
+DEPLOY_TOOLS := $(DEPLOY_VENV)/.herald-deploy-tools
+KUBECTL ?= $(DEPLOY_VENV)/bin/kubectl
+K8S_VERSION ?= 1.32.0
+K8S_OVERLAYS := dev prod
+HERALD_IMAGE ?= herald:dev
+
+.PHONY: dev deploy-tools deploy-check k8s-check compose-check image
+
+dev: ## the four services as separate processes on local Redis and Postgres (deploy/dev.sh)
+	deploy/dev.sh
+
+$(DEPLOY_TOOLS): deploy/requirements.txt
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check -r deploy/requirements.txt
+	deploy/fetch-debian-tools.sh $(DEPLOY_VENV)/opt
+	touch $@
+
+deploy-tools: $(DEPLOY_TOOLS) ## install the deploy checkers into .venv
+
+deploy-check: k8s-check compose-check ## every check of the deploy files
+
+k8s-check: $(DEPLOY_TOOLS) ## render each k8s overlay; schema-validate (strict), yamllint, routing/probe/drain checks
+	@set -euo pipefail; out="$$(mktemp -d)"; trap 'rm -rf "$$out"' EXIT; \
+	for overlay in $(K8S_OVERLAYS); do \
+	  echo "== kubectl kustomize k8s/overlays/$$overlay | kubernetes-validate --strict"; \
+	  $(KUBECTL) kustomize "k8s/overlays/$$overlay" > "$$out/$$overlay.yaml"; \
+	  $(DEPLOY_VENV)/bin/kubernetes-validate --strict --quiet -k $(K8S_VERSION) "$$out/$$overlay.yaml"; \
+	  echo "   $$(grep -c '^kind:' "$$out/$$overlay.yaml") resources valid against Kubernetes $(K8S_VERSION)"; \
+	done; \
+	echo "== kubernetes-validate --strict k8s/overlays/prod/secrets.example.yaml"; \
+	$(DEPLOY_VENV)/bin/kubernetes-validate --strict --quiet -k $(K8S_VERSION) k8s/overlays/prod/secrets.example.yaml; \
+	echo "== yamllint k8s/"; \
+	$(DEPLOY_VENV)/bin/yamllint -s -c deploy/yamllint.yaml k8s/; \
+	echo "== deploy/check.py k8s"; \
+	$(DEPLOY_VENV)/bin/python deploy/check.py k8s $(foreach o,$(K8S_OVERLAYS),"$$out/$(o).yaml")
+
+compose-check: $(DEPLOY_TOOLS) ## compose schema, hadolint, yamllint, Prometheus/Grafana/collector/nginx configs
+	@set -euo pipefail; \
+	echo "== check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml"; \
+	$(DEPLOY_VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml; \
+	echo "== hadolint deploy/Dockerfile"; \
+	$(DEPLOY_VENV)/bin/hadolint deploy/Dockerfile; \
+	echo "== yamllint docker-compose.yml deploy/"; \
+	$(DEPLOY_VENV)/bin/yamllint -s -c deploy/yamllint.yaml docker-compose.yml deploy/; \
+	echo "== bash -n deploy/*.sh"; \
+	for script in deploy/*.sh; do bash -n "$$script"; done; \
+	echo "== deploy/check.py compose"; \
+	PATH="$(CURDIR)/$(DEPLOY_VENV)/opt/usr/sbin:$(CURDIR)/$(DEPLOY_VENV)/opt/usr/bin:$$PATH" \
+	  $(DEPLOY_VENV)/bin/python deploy/check.py compose
+
+image: ## build the runtime image (needs a Docker engine): docker build -f deploy/Dockerfile
+	docker build -f deploy/Dockerfile -t $(HERALD_IMAGE) .

@@ -75,7 +75,7 @@ impl Delivery {
         if !lagging.is_empty() && self.flush_locked(&mut lagging) == Delivered::Closed {
             return Delivered::Closed;
         }
-        if false {
+        if lagging.contains(channel) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Delivered::Accepted;
         }

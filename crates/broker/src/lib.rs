@@ -26,9 +26,9 @@
 //! channel starts with the configured prefix ([`RedisConfig::prefix`], default `herald:`).
 //!
 //! Layout:
-//! - [`types`]: requests, results, events (shared by both implementations);
-//! - [`error`]: [`BrokerError`];
-//! - `memory`, `redis`: the implementations; `delivery`: the receiver-full policy.
+//! - [`types`] — requests, results, events (shared by both implementations);
+//! - [`error`] — [`BrokerError`];
+//! - `memory`, `redis` — the implementations; `delivery` — the receiver-full policy.
 
 pub mod error;
 pub mod types;
@@ -51,9 +51,9 @@ pub use crate::error::{BrokerError, BrokerResult};
 pub use crate::memory::{MEMORY_STREAM_MAX_LEN, MemoryBroker};
 pub use crate::redis::{DEFAULT_PREFIX, DEFAULT_STREAM_MAX_LEN, RedisBroker, RedisConfig};
 pub use crate::types::{
-    BrokerEvent, DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_IDLE_EPOCH_TTL, HistoryPolicy,
-    HistoryQuery, HistoryResult, PresenceStats, PublishRequest, PublishResult, Recovery,
-    StreamEntry, SubscriberStats,
+    BrokerEvent, DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_IDLE_EPOCH_TTL, HistoryPolicy, HistoryQuery,
+    HistoryResult, PresenceStats, PublishRequest, PublishResult, Recovery, StreamEntry,
+    SubscriberStats,
 };
 
 /// The broker: Redis or in memory. Cheap to clone; clones share connections and state.
@@ -83,7 +83,7 @@ impl Broker {
 
     /// A Redis broker. Checks the configuration but does not connect: connections open on
     /// first use and reopen by themselves, so a service can start while Redis is down
-    /// (use [`Broker::ping`] for readiness).
+    /// (use [`Broker::ping`] for readiness). Must be called within a Tokio runtime.
     pub fn redis(config: &RedisConfig) -> BrokerResult<Self> {
         Ok(Self::Redis(RedisBroker::new(config)?))
     }
@@ -206,7 +206,11 @@ impl Broker {
     }
 
     /// Removes `client_id` from the channel's presence.
-    pub async fn presence_remove(&self, channel: &ChannelName, client_id: &str) -> BrokerResult<()> {
+    pub async fn presence_remove(
+        &self,
+        channel: &ChannelName,
+        client_id: &str,
+    ) -> BrokerResult<()> {
         dispatch!(self, broker => broker.presence_remove(channel, client_id).await)
     }
 

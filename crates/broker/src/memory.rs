@@ -151,7 +151,8 @@ impl ChannelState {
         if self.next_idempotency_prune.is_some_and(|at| at > now) {
             return;
         }
-        self.idempotency.retain(|_, remembered| remembered.expires > now);
+        self.idempotency
+            .retain(|_, remembered| remembered.expires > now);
         self.next_idempotency_prune = Some(now + IDEMPOTENCY_PRUNE_INTERVAL);
     }
 
@@ -184,11 +185,13 @@ impl Node {
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shared {
@@ -285,12 +288,11 @@ impl MemoryBroker {
 
         // Delivered under the channel lock, so concurrent publishers cannot reorder offsets.
         let publication = Arc::new(publication);
-        self.shared
-            .deliver(channel, || BrokerEvent::Publication {
-                channel: channel.clone(),
-                publication: Arc::clone(&publication),
-                epoch: epoch.clone(),
-            });
+        self.shared.deliver(channel, || BrokerEvent::Publication {
+            channel: channel.clone(),
+            publication: Arc::clone(&publication),
+            epoch: epoch.clone(),
+        });
 
         if let Some((key, window)) = idempotency {
             state.idempotency.insert(
@@ -440,7 +442,10 @@ impl MemoryBroker {
             .collect())
     }
 
-    pub(crate) async fn presence_stats(&self, channel: &ChannelName) -> BrokerResult<PresenceStats> {
+    pub(crate) async fn presence_stats(
+        &self,
+        channel: &ChannelName,
+    ) -> BrokerResult<PresenceStats> {
         let now = Instant::now();
         let state = self.shared.channel(channel, now);
         let mut state = lock(&state);
@@ -569,7 +574,10 @@ impl MemoryBroker {
     }
 
     /// Registers a new subscriber node.
-    pub(crate) fn subscriber(&self, capacity: usize) -> (MemorySubscriber, mpsc::Receiver<BrokerEvent>) {
+    pub(crate) fn subscriber(
+        &self,
+        capacity: usize,
+    ) -> (MemorySubscriber, mpsc::Receiver<BrokerEvent>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let node = Arc::new(Node {
             id: self.shared.next_node_id.fetch_add(1, Ordering::Relaxed),
@@ -609,7 +617,9 @@ impl fmt::Debug for MemorySubscriber {
 
 impl MemorySubscriber {
     pub(crate) fn subscribe(&self, channel: &ChannelName) {
-        *lock(&self.node.channels).entry(channel.clone()).or_insert(0) += 1;
+        *lock(&self.node.channels)
+            .entry(channel.clone())
+            .or_insert(0) += 1;
     }
 
     pub(crate) fn unsubscribe(&self, channel: &ChannelName) {
@@ -696,7 +706,9 @@ impl StreamData {
     fn append(&mut self, payload: String) -> StreamId {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
         let id = if ms > self.last_id.ms {
             StreamId { ms, seq: 0 }
         } else {
@@ -713,12 +725,7 @@ impl StreamData {
         id
     }
 
-    fn read_new(
-        &mut self,
-        group: &str,
-        count: usize,
-        now: Instant,
-    ) -> Vec<StreamEntry> {
+    fn read_new(&mut self, group: &str, count: usize, now: Instant) -> Vec<StreamEntry> {
         let group = self.groups.entry(group.to_owned()).or_default();
         let mut out = Vec::new();
         let start = std::ops::Bound::Excluded(group.last_delivered);

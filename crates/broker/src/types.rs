@@ -1,7 +1,7 @@
 //! Requests, results and events shared by both broker implementations.
 //!
 //! These types are the broker's API surface; the Redis and in-memory implementations
-//! never expose their own. The recovery rule ([`decide_recovery`]) lives here too, so both
+//! never expose their own. The recovery rule (`decide_recovery`) lives here too, so both
 //! implementations apply literally the same all-or-nothing decision.
 
 use std::collections::BTreeMap;
@@ -283,8 +283,7 @@ pub(crate) fn decide_recovery(
         publications: Vec::new(),
         recovered: false,
     };
-    if !snapshot.epoch_matches || since.epoch != position.epoch || since.offset > position.offset
-    {
+    if !snapshot.epoch_matches || since.epoch != position.epoch || since.offset > position.offset {
         return not_recovered(position);
     }
     let missed = position.offset - since.offset;

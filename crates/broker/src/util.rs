@@ -25,5 +25,7 @@ pub(crate) fn new_epoch() -> String {
 
 /// Whole milliseconds of a duration, at least 1 (Redis rejects a zero expiry).
 pub(crate) fn millis(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }

@@ -11,12 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    Harness, channel, client_info, json, keep, next_event, next_publication, number_of,
-    numbered,
+    Harness, channel, client_info, json, keep, next_event, next_publication, number_of, numbered,
 };
-use herald_broker::{
-    BrokerError, BrokerEvent, HistoryPolicy, HistoryQuery, PublishRequest,
-};
+use herald_broker::{BrokerError, BrokerEvent, HistoryPolicy, HistoryQuery, PublishRequest};
 use herald_common::protocol::StreamPosition;
 
 /// Generates `memory::<test>` and `redis::<test>` for each test function.
@@ -136,7 +133,11 @@ async fn offsets_strictly_increase_under_concurrent_publishers(h: &Harness) {
     let mut last = 0;
     for _ in 0..PUBLISHERS * EACH {
         let (_, publication, _) = next_publication(&mut events).await;
-        assert!(publication.offset > last, "{} after {last}", publication.offset);
+        assert!(
+            publication.offset > last,
+            "{} after {last}",
+            publication.offset
+        );
         last = publication.offset;
     }
     assert_eq!(last, PUBLISHERS * EACH);
@@ -150,7 +151,10 @@ async fn subscribers_of_two_nodes_receive_publications_in_offset_order(h: &Harne
     node_a.subscribe(&ch).await.unwrap();
     node_b.subscribe(&ch).await.unwrap();
 
-    h.broker.publish(&other, numbered(0, keep(10))).await.unwrap();
+    h.broker
+        .publish(&other, numbered(0, keep(10)))
+        .await
+        .unwrap();
     let mut published = Vec::new();
     for n in 1..=3 {
         let request = numbered(n, keep(10))
@@ -167,7 +171,10 @@ async fn subscribers_of_two_nodes_receive_publications_in_offset_order(h: &Harne
             assert_eq!(epoch, result.epoch);
             assert_eq!(number_of(&publication), n);
             assert_eq!(publication.info.as_ref().unwrap().user, "u1");
-            assert_eq!(publication.tags.get("kind").map(String::as_str), Some("test"));
+            assert_eq!(
+                publication.tags.get("kind").map(String::as_str),
+                Some("test")
+            );
         }
     }
     assert_eq!(node_a.stats().channels, 1);
@@ -191,7 +198,10 @@ async fn subscriptions_are_reference_counted(h: &Harness) {
     subscriber.unsubscribe(&ch).await;
     assert_eq!(subscriber.stats().channels, 1);
     h.broker.publish(&ch, numbered(2, keep(10))).await.unwrap();
-    h.broker.publish(&marker, numbered(3, keep(10))).await.unwrap();
+    h.broker
+        .publish(&marker, numbered(3, keep(10)))
+        .await
+        .unwrap();
     let (got, publication, _) = next_publication(&mut events).await;
     assert_eq!(got, marker);
     assert_eq!(number_of(&publication), 3);
@@ -210,7 +220,11 @@ async fn history_keeps_the_latest_publications_and_honours_limit_and_reverse(h: 
     for n in 1..=8 {
         h.broker.publish(&ch, numbered(n, keep(5))).await.unwrap();
     }
-    let all = h.broker.history(&ch, HistoryQuery::default()).await.unwrap();
+    let all = h
+        .broker
+        .history(&ch, HistoryQuery::default())
+        .await
+        .unwrap();
     let offsets: Vec<u64> = all.publications.iter().map(|p| p.offset).collect();
     assert_eq!(offsets, vec![4, 5, 6, 7, 8]);
     assert!(all.publications.iter().all(|p| number_of(p) == p.offset));
@@ -218,7 +232,13 @@ async fn history_keeps_the_latest_publications_and_honours_limit_and_reverse(h: 
 
     let first_two = h
         .broker
-        .history(&ch, HistoryQuery { limit: Some(2), ..HistoryQuery::default() })
+        .history(
+            &ch,
+            HistoryQuery {
+                limit: Some(2),
+                ..HistoryQuery::default()
+            },
+        )
         .await
         .unwrap();
     let offsets: Vec<u64> = first_two.publications.iter().map(|p| p.offset).collect();
@@ -226,7 +246,14 @@ async fn history_keeps_the_latest_publications_and_honours_limit_and_reverse(h: 
 
     let newest_two = h
         .broker
-        .history(&ch, HistoryQuery { limit: Some(2), reverse: true, since: None })
+        .history(
+            &ch,
+            HistoryQuery {
+                limit: Some(2),
+                reverse: true,
+                since: None,
+            },
+        )
         .await
         .unwrap();
     let offsets: Vec<u64> = newest_two.publications.iter().map(|p| p.offset).collect();
@@ -234,7 +261,13 @@ async fn history_keeps_the_latest_publications_and_honours_limit_and_reverse(h: 
 
     let position_only = h
         .broker
-        .history(&ch, HistoryQuery { limit: Some(0), ..HistoryQuery::default() })
+        .history(
+            &ch,
+            HistoryQuery {
+                limit: Some(0),
+                ..HistoryQuery::default()
+            },
+        )
         .await
         .unwrap();
     assert!(position_only.publications.is_empty());
@@ -245,12 +278,24 @@ async fn history_since_a_position_returns_what_came_after_it(h: &Harness) {
     let ch = channel("chat:since");
     let mut epoch = String::new();
     for n in 1..=6 {
-        epoch = h.broker.publish(&ch, numbered(n, keep(10))).await.unwrap().epoch;
+        epoch = h
+            .broker
+            .publish(&ch, numbered(n, keep(10)))
+            .await
+            .unwrap()
+            .epoch;
     }
     let since = StreamPosition { offset: 3, epoch };
     let after = h
         .broker
-        .history(&ch, HistoryQuery { since: Some(since.clone()), limit: None, reverse: false })
+        .history(
+            &ch,
+            HistoryQuery {
+                since: Some(since.clone()),
+                limit: None,
+                reverse: false,
+            },
+        )
         .await
         .unwrap();
     let offsets: Vec<u64> = after.publications.iter().map(|p| p.offset).collect();
@@ -258,7 +303,14 @@ async fn history_since_a_position_returns_what_came_after_it(h: &Harness) {
 
     let before = h
         .broker
-        .history(&ch, HistoryQuery { since: Some(since), limit: Some(10), reverse: true })
+        .history(
+            &ch,
+            HistoryQuery {
+                since: Some(since),
+                limit: Some(10),
+                reverse: true,
+            },
+        )
         .await
         .unwrap();
     let offsets: Vec<u64> = before.publications.iter().map(|p| p.offset).collect();
@@ -274,9 +326,19 @@ async fn history_since_a_position_of_another_epoch_is_unrecoverable(h: &Harness)
     };
     let result = h
         .broker
-        .history(&ch, HistoryQuery { since: Some(since), limit: None, reverse: false })
+        .history(
+            &ch,
+            HistoryQuery {
+                since: Some(since),
+                limit: None,
+                reverse: false,
+            },
+        )
         .await;
-    assert!(matches!(result, Err(BrokerError::UnrecoverablePosition)), "{result:?}");
+    assert!(
+        matches!(result, Err(BrokerError::UnrecoverablePosition)),
+        "{result:?}"
+    );
 }
 
 async fn recovery_returns_exactly_the_missed_publications_in_order(h: &Harness) {
@@ -285,7 +347,10 @@ async fn recovery_returns_exactly_the_missed_publications_in_order(h: &Harness) 
     for n in 1..=10 {
         let result = h.broker.publish(&ch, numbered(n, keep(100))).await.unwrap();
         if n == 4 {
-            seen = Some(StreamPosition { offset: result.offset, epoch: result.epoch });
+            seen = Some(StreamPosition {
+                offset: result.offset,
+                epoch: result.epoch,
+            });
         }
     }
     let seen = seen.unwrap();
@@ -293,14 +358,28 @@ async fn recovery_returns_exactly_the_missed_publications_in_order(h: &Harness) 
     assert!(recovery.recovered);
     let offsets: Vec<u64> = recovery.publications.iter().map(|p| p.offset).collect();
     assert_eq!(offsets, (5..=10).collect::<Vec<_>>());
-    assert!(recovery.publications.iter().all(|p| number_of(p) == p.offset));
-    assert_eq!(recovery.position, StreamPosition { offset: 10, epoch: seen.epoch });
+    assert!(
+        recovery
+            .publications
+            .iter()
+            .all(|p| number_of(p) == p.offset)
+    );
+    assert_eq!(
+        recovery.position,
+        StreamPosition {
+            offset: 10,
+            epoch: seen.epoch
+        }
+    );
 }
 
 async fn recovery_at_the_top_is_recovered_with_nothing(h: &Harness) {
     let ch = channel("chat:recover-top");
     let result = h.broker.publish(&ch, numbered(1, keep(10))).await.unwrap();
-    let top = StreamPosition { offset: result.offset, epoch: result.epoch };
+    let top = StreamPosition {
+        offset: result.offset,
+        epoch: result.epoch,
+    };
     let recovery = h.broker.recover(&ch, &top, 300).await.unwrap();
     assert!(recovery.recovered);
     assert!(recovery.publications.is_empty());
@@ -312,7 +391,10 @@ async fn recovery_with_another_epoch_is_not_recovered(h: &Harness) {
     for n in 1..=3 {
         h.broker.publish(&ch, numbered(n, keep(10))).await.unwrap();
     }
-    let stale = StreamPosition { offset: 1, epoch: "old-epoch".to_owned() };
+    let stale = StreamPosition {
+        offset: 1,
+        epoch: "old-epoch".to_owned(),
+    };
     let recovery = h.broker.recover(&ch, &stale, 300).await.unwrap();
     assert!(!recovery.recovered);
     assert!(recovery.publications.is_empty());
@@ -323,10 +405,18 @@ async fn recovery_is_not_partial_when_part_of_the_gap_was_trimmed(h: &Harness) {
     let ch = channel("chat:recover-trimmed");
     let mut epoch = String::new();
     for n in 1..=6 {
-        epoch = h.broker.publish(&ch, numbered(n, keep(3))).await.unwrap().epoch;
+        epoch = h
+            .broker
+            .publish(&ch, numbered(n, keep(3)))
+            .await
+            .unwrap()
+            .epoch;
     }
     // Offsets 2..=6 were missed but only 4..=6 are kept.
-    let since = StreamPosition { offset: 1, epoch: epoch.clone() };
+    let since = StreamPosition {
+        offset: 1,
+        epoch: epoch.clone(),
+    };
     let recovery = h.broker.recover(&ch, &since, 300).await.unwrap();
     assert!(!recovery.recovered);
     assert!(recovery.publications.is_empty());
@@ -341,7 +431,12 @@ async fn recovery_is_refused_when_more_than_max_were_missed(h: &Harness) {
     let ch = channel("chat:recover-max");
     let mut epoch = String::new();
     for n in 1..=6 {
-        epoch = h.broker.publish(&ch, numbered(n, keep(10))).await.unwrap().epoch;
+        epoch = h
+            .broker
+            .publish(&ch, numbered(n, keep(10)))
+            .await
+            .unwrap()
+            .epoch;
     }
     let since = StreamPosition { offset: 2, epoch };
     let refused = h.broker.recover(&ch, &since, 3).await.unwrap();
@@ -359,7 +454,10 @@ async fn the_position_of_a_new_channel_holds_until_the_first_publication(h: &Har
     assert!(!start.epoch.is_empty());
     assert_eq!(h.broker.position(&ch).await.unwrap(), start);
     let first = h.broker.publish(&ch, numbered(1, keep(10))).await.unwrap();
-    assert_eq!(first.epoch, start.epoch, "a subscriber positioned before can recover");
+    assert_eq!(
+        first.epoch, start.epoch,
+        "a subscriber positioned before can recover"
+    );
     assert_eq!(first.offset, 1);
     let recovery = h.broker.recover(&ch, &start, 300).await.unwrap();
     assert!(recovery.recovered);
@@ -383,7 +481,15 @@ async fn the_epoch_changes_when_the_history_is_removed(h: &Harness) {
     assert_eq!(next.offset, 1);
     let recovery = h.broker.recover(&ch, &before, 300).await.unwrap();
     assert!(!recovery.recovered);
-    assert!(h.broker.history(&ch, HistoryQuery::default()).await.unwrap().publications.len() == 1);
+    assert!(
+        h.broker
+            .history(&ch, HistoryQuery::default())
+            .await
+            .unwrap()
+            .publications
+            .len()
+            == 1
+    );
 }
 
 async fn the_epoch_changes_when_the_history_expires(h: &Harness) {
@@ -394,7 +500,11 @@ async fn the_epoch_changes_when_the_history_expires(h: &Harness) {
     let next = h.broker.publish(&ch, numbered(2, short)).await.unwrap();
     assert_ne!(next.epoch, first.epoch);
     assert_eq!(next.offset, 1);
-    let history = h.broker.history(&ch, HistoryQuery::default()).await.unwrap();
+    let history = h
+        .broker
+        .history(&ch, HistoryQuery::default())
+        .await
+        .unwrap();
     assert_eq!(history.publications.len(), 1);
     assert_eq!(number_of(&history.publications[0]), 2);
 }
@@ -427,11 +537,18 @@ async fn a_repeated_publish_with_the_same_idempotency_key_is_stored_once(h: &Har
         .unwrap();
     assert_eq!(other.offset, first.offset + 1);
 
-    let history = h.broker.history(&ch, HistoryQuery::default()).await.unwrap();
+    let history = h
+        .broker
+        .history(&ch, HistoryQuery::default())
+        .await
+        .unwrap();
     assert_eq!(history.publications.len(), 2);
 
     // Delivered once: the second event after the first is event-2, not a repeat.
-    h.broker.publish(&marker, numbered(9, keep(10))).await.unwrap();
+    h.broker
+        .publish(&marker, numbered(9, keep(10)))
+        .await
+        .unwrap();
     let received: Vec<u64> = [
         next_publication(&mut events).await,
         next_publication(&mut events).await,
@@ -473,7 +590,11 @@ async fn without_history_publications_are_delivered_without_offset(h: &Harness) 
     assert_eq!(publication.offset, 0);
     assert_eq!(epoch, "");
     assert_eq!(publication.data.get(), r#"{"text":"hi"}"#);
-    let history = h.broker.history(&ch, HistoryQuery::default()).await.unwrap();
+    let history = h
+        .broker
+        .history(&ch, HistoryQuery::default())
+        .await
+        .unwrap();
     assert!(history.publications.is_empty());
     assert_eq!(history.position.offset, 0);
 }
@@ -481,12 +602,24 @@ async fn without_history_publications_are_delivered_without_offset(h: &Harness) 
 async fn presence_lists_and_counts_clients_and_users(h: &Harness) {
     let ch = channel("chat:presence");
     let ttl = Duration::from_secs(60);
-    h.broker.presence_add(&ch, "c1", &client_info("alice", "c1"), ttl).await.unwrap();
-    h.broker.presence_add(&ch, "c2", &client_info("alice", "c2"), ttl).await.unwrap();
-    h.broker.presence_add(&ch, "c3", &client_info("bob", "c3"), ttl).await.unwrap();
+    h.broker
+        .presence_add(&ch, "c1", &client_info("alice", "c1"), ttl)
+        .await
+        .unwrap();
+    h.broker
+        .presence_add(&ch, "c2", &client_info("alice", "c2"), ttl)
+        .await
+        .unwrap();
+    h.broker
+        .presence_add(&ch, "c3", &client_info("bob", "c3"), ttl)
+        .await
+        .unwrap();
 
     let presence = h.broker.presence(&ch).await.unwrap();
-    assert_eq!(presence.keys().cloned().collect::<Vec<_>>(), vec!["c1", "c2", "c3"]);
+    assert_eq!(
+        presence.keys().cloned().collect::<Vec<_>>(),
+        vec!["c1", "c2", "c3"]
+    );
     assert_eq!(presence["c3"], client_info("bob", "c3"));
     let stats = h.broker.presence_stats(&ch).await.unwrap();
     assert_eq!((stats.num_clients, stats.num_users), (3, 2));
@@ -494,16 +627,31 @@ async fn presence_lists_and_counts_clients_and_users(h: &Harness) {
     h.broker.presence_remove(&ch, "c1").await.unwrap();
     let stats = h.broker.presence_stats(&ch).await.unwrap();
     assert_eq!((stats.num_clients, stats.num_users), (2, 2));
-    assert!(h.broker.presence(&channel("chat:empty")).await.unwrap().is_empty());
+    assert!(
+        h.broker
+            .presence(&channel("chat:empty"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn presence_entries_expire_unless_refreshed(h: &Harness) {
     let ch = channel("chat:presence-expiry");
     let ttl = Duration::from_millis(300);
-    h.broker.presence_add(&ch, "stays", &client_info("u1", "stays"), ttl).await.unwrap();
-    h.broker.presence_add(&ch, "goes", &client_info("u2", "goes"), ttl).await.unwrap();
+    h.broker
+        .presence_add(&ch, "stays", &client_info("u1", "stays"), ttl)
+        .await
+        .unwrap();
+    h.broker
+        .presence_add(&ch, "goes", &client_info("u2", "goes"), ttl)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(180)).await;
-    h.broker.presence_add(&ch, "stays", &client_info("u1", "stays"), ttl).await.unwrap();
+    h.broker
+        .presence_add(&ch, "stays", &client_info("u1", "stays"), ttl)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let presence = h.broker.presence(&ch).await.unwrap();
@@ -519,9 +667,18 @@ async fn join_and_leave_reach_subscribers_of_the_channel(h: &Harness) {
     let ch = channel("chat:joins");
     let (subscriber, mut events) = h.broker.subscriber(64);
     subscriber.subscribe(&ch).await.unwrap();
-    h.broker.publish_join(&channel("chat:elsewhere"), &client_info("x", "x")).await.unwrap();
-    h.broker.publish_join(&ch, &client_info("alice", "c1")).await.unwrap();
-    h.broker.publish_leave(&ch, &client_info("alice", "c1")).await.unwrap();
+    h.broker
+        .publish_join(&channel("chat:elsewhere"), &client_info("x", "x"))
+        .await
+        .unwrap();
+    h.broker
+        .publish_join(&ch, &client_info("alice", "c1"))
+        .await
+        .unwrap();
+    h.broker
+        .publish_leave(&ch, &client_info("alice", "c1"))
+        .await
+        .unwrap();
     match next_event(&mut events).await {
         BrokerEvent::Join { channel: got, info } => {
             assert_eq!(got, ch);
@@ -562,12 +719,20 @@ async fn a_full_receiver_drops_events_and_reports_a_gap(h: &Harness) {
     subscriber.subscribe(&ch).await.unwrap();
     let mut epoch = String::new();
     for n in 1..=6 {
-        epoch = h.broker.publish(&ch, numbered(n, keep(100))).await.unwrap().epoch;
+        epoch = h
+            .broker
+            .publish(&ch, numbered(n, keep(100)))
+            .await
+            .unwrap()
+            .epoch;
     }
     // Wait until the events reached the subscriber side (Redis delivers asynchronously).
     let deadline = tokio::time::Instant::now() + common::EVENT_TIMEOUT;
     while subscriber.stats().dropped_events < 4 {
-        assert!(tokio::time::Instant::now() < deadline, "events were not dropped");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events were not dropped"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
@@ -581,7 +746,14 @@ async fn a_full_receiver_drops_events_and_reports_a_gap(h: &Harness) {
     // What was dropped is recoverable from the last delivered position.
     let recovery = h
         .broker
-        .recover(&ch, &StreamPosition { offset: second.offset, epoch }, 300)
+        .recover(
+            &ch,
+            &StreamPosition {
+                offset: second.offset,
+                epoch,
+            },
+            300,
+        )
         .await
         .unwrap();
     assert!(recovery.recovered);
@@ -595,29 +767,64 @@ async fn a_full_receiver_drops_events_and_reports_a_gap(h: &Harness) {
 
 async fn a_consumer_group_delivers_each_entry_to_one_consumer(h: &Harness) {
     let stream = "events:tasks";
-    h.broker.stream_ensure_group(stream, "notifier").await.unwrap();
-    h.broker.stream_ensure_group(stream, "notifier").await.unwrap();
+    h.broker
+        .stream_ensure_group(stream, "notifier")
+        .await
+        .unwrap();
+    h.broker
+        .stream_ensure_group(stream, "notifier")
+        .await
+        .unwrap();
     let mut appended = Vec::new();
     for n in 0..4 {
-        appended.push(h.broker.stream_append(stream, &format!(r#"{{"n":{n}}}"#)).await.unwrap());
+        appended.push(
+            h.broker
+                .stream_append(stream, &format!(r#"{{"n":{n}}}"#))
+                .await
+                .unwrap(),
+        );
     }
     let zero = Duration::ZERO;
-    let a = h.broker.stream_read_group(stream, "notifier", "a", 3, zero).await.unwrap();
-    let b = h.broker.stream_read_group(stream, "notifier", "b", 3, zero).await.unwrap();
+    let a = h
+        .broker
+        .stream_read_group(stream, "notifier", "a", 3, zero)
+        .await
+        .unwrap();
+    let b = h
+        .broker
+        .stream_read_group(stream, "notifier", "b", 3, zero)
+        .await
+        .unwrap();
     assert_eq!(a.len(), 3);
     assert_eq!(b.len(), 1);
     let ids: Vec<String> = a.iter().chain(&b).map(|e| e.id.clone()).collect();
     assert_eq!(ids, appended);
     assert_eq!(a[0].payload, r#"{"n":0}"#);
     assert!(a.iter().chain(&b).all(|e| e.deliveries == 1));
-    assert!(h.broker.stream_read_group(stream, "notifier", "a", 3, zero).await.unwrap().is_empty());
+    assert!(
+        h.broker
+            .stream_read_group(stream, "notifier", "a", 3, zero)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Another group gets everything again.
-    let audit = h.broker.stream_read_group(stream, "audit", "x", 10, zero).await.unwrap();
+    let audit = h
+        .broker
+        .stream_read_group(stream, "audit", "x", 10, zero)
+        .await
+        .unwrap();
     assert_eq!(audit.len(), 4);
 
-    assert_eq!(h.broker.stream_ack(stream, "notifier", &ids).await.unwrap(), 4);
-    assert_eq!(h.broker.stream_ack(stream, "notifier", &ids).await.unwrap(), 0);
+    assert_eq!(
+        h.broker.stream_ack(stream, "notifier", &ids).await.unwrap(),
+        4
+    );
+    assert_eq!(
+        h.broker.stream_ack(stream, "notifier", &ids).await.unwrap(),
+        0
+    );
     let stale = h
         .broker
         .stream_claim_stale(stream, "notifier", "c", Duration::ZERO, 10)
@@ -643,22 +850,41 @@ async fn a_consumer_group_redelivers_unacked_entries_to_another_consumer_after_t
     h.broker.stream_ack(stream, group, &[done]).await.unwrap();
 
     let idle = Duration::from_millis(200);
-    let early = h.broker.stream_claim_stale(stream, group, "takes-over", idle, 10).await.unwrap();
+    let early = h
+        .broker
+        .stream_claim_stale(stream, group, "takes-over", idle, 10)
+        .await
+        .unwrap();
     assert!(early.is_empty(), "not stale yet");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let claimed = h.broker.stream_claim_stale(stream, group, "takes-over", idle, 10).await.unwrap();
+    let claimed = h
+        .broker
+        .stream_claim_stale(stream, group, "takes-over", idle, 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, lost);
     assert_eq!(claimed[0].payload, "lost");
     assert_eq!(claimed[0].deliveries, 2);
 
     // Now owned by the new consumer and fresh: not claimable again at once.
-    let again = h.broker.stream_claim_stale(stream, group, "third", idle, 10).await.unwrap();
+    let again = h
+        .broker
+        .stream_claim_stale(stream, group, "third", idle, 10)
+        .await
+        .unwrap();
     assert!(again.is_empty());
-    assert_eq!(h.broker.stream_ack(stream, group, &[lost]).await.unwrap(), 1);
+    assert_eq!(
+        h.broker.stream_ack(stream, group, &[lost]).await.unwrap(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after_ack = h.broker.stream_claim_stale(stream, group, "third", idle, 10).await.unwrap();
+    let after_ack = h
+        .broker
+        .stream_claim_stale(stream, group, "third", idle, 10)
+        .await
+        .unwrap();
     assert!(after_ack.is_empty());
 }
 
@@ -670,7 +896,11 @@ async fn a_read_creates_a_missing_group(h: &Harness) {
         .stream_read_group(stream, "late", "c", 10, Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(entries.len(), 1, "a new group starts at the beginning of the stream");
+    assert_eq!(
+        entries.len(),
+        1,
+        "a new group starts at the beginning of the stream"
+    );
     assert_eq!(entries[0].payload, "first");
 }
 
@@ -708,10 +938,22 @@ async fn a_blocking_read_returns_nothing_when_nothing_arrives(h: &Harness) {
 
 async fn key_value_entries_are_stored_expire_and_are_deleted(h: &Harness) {
     assert_eq!(h.broker.kv_get("auth:jwks").await.unwrap(), None);
-    h.broker.kv_set("auth:jwks", r#"{"keys":[]}"#, None).await.unwrap();
-    assert_eq!(h.broker.kv_get("auth:jwks").await.unwrap().as_deref(), Some(r#"{"keys":[]}"#));
-    h.broker.kv_set("auth:jwks", r#"{"keys":[1]}"#, None).await.unwrap();
-    assert_eq!(h.broker.kv_get("auth:jwks").await.unwrap().as_deref(), Some(r#"{"keys":[1]}"#));
+    h.broker
+        .kv_set("auth:jwks", r#"{"keys":[]}"#, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.broker.kv_get("auth:jwks").await.unwrap().as_deref(),
+        Some(r#"{"keys":[]}"#)
+    );
+    h.broker
+        .kv_set("auth:jwks", r#"{"keys":[1]}"#, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.broker.kv_get("auth:jwks").await.unwrap().as_deref(),
+        Some(r#"{"keys":[1]}"#)
+    );
     assert!(h.broker.kv_delete("auth:jwks").await.unwrap());
     assert!(!h.broker.kv_delete("auth:jwks").await.unwrap());
     assert_eq!(h.broker.kv_get("auth:jwks").await.unwrap(), None);
@@ -720,7 +962,10 @@ async fn key_value_entries_are_stored_expire_and_are_deleted(h: &Harness) {
         .kv_set("short", "lived", Some(Duration::from_millis(150)))
         .await
         .unwrap();
-    assert_eq!(h.broker.kv_get("short").await.unwrap().as_deref(), Some("lived"));
+    assert_eq!(
+        h.broker.kv_get("short").await.unwrap().as_deref(),
+        Some("lived")
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.broker.kv_get("short").await.unwrap(), None);
 }

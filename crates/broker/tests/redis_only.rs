@@ -32,11 +32,17 @@ async fn every_key_and_channel_starts_with_the_prefix_and_channel_keys_share_a_h
         .await
         .unwrap();
     broker.stream_append("events:tasks", "{}").await.unwrap();
-    broker.stream_ensure_group("events:tasks", "notifier").await.unwrap();
+    broker
+        .stream_ensure_group("events:tasks", "notifier")
+        .await
+        .unwrap();
     broker.kv_set("auth:jwks", "{}", None).await.unwrap();
 
     let prefix = &config.prefix;
-    let keys: BTreeSet<String> = keys_with_prefix(&config.url, prefix).await.into_iter().collect();
+    let keys: BTreeSet<String> = keys_with_prefix(&config.url, prefix)
+        .await
+        .into_iter()
+        .collect();
     let expected: BTreeSet<String> = [
         "{chat:42}:stream",
         "{chat:42}:meta",
@@ -80,7 +86,11 @@ async fn losing_the_meta_and_the_stream_starts_a_new_epoch() {
         unreachable!()
     };
     let ch = channel("chat:flushed");
-    let before = harness.broker.publish(&ch, numbered(1, keep(10))).await.unwrap();
+    let before = harness
+        .broker
+        .publish(&ch, numbered(1, keep(10)))
+        .await
+        .unwrap();
     let client = redis::Client::open(config.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let prefix = &config.prefix;
@@ -90,7 +100,11 @@ async fn losing_the_meta_and_the_stream_starts_a_new_epoch() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let after = harness.broker.publish(&ch, numbered(2, keep(10))).await.unwrap();
+    let after = harness
+        .broker
+        .publish(&ch, numbered(2, keep(10)))
+        .await
+        .unwrap();
     assert_ne!(after.epoch, before.epoch);
     assert_eq!(after.offset, 1);
     harness.cleanup().await;
@@ -106,10 +120,16 @@ async fn while_redis_is_down_operations_fail_as_temporary() {
 
     let ping = broker.ping().await.unwrap_err();
     assert!(ping.is_temporary(), "{ping:?}");
-    let publish = broker.publish(&channel("chat:down"), numbered(1, keep(10))).await.unwrap_err();
+    let publish = broker
+        .publish(&channel("chat:down"), numbered(1, keep(10)))
+        .await
+        .unwrap_err();
     assert!(publish.is_temporary(), "{publish:?}");
     let (subscriber, _events) = broker.subscriber(8);
-    let subscribe = subscriber.subscribe(&channel("chat:down")).await.unwrap_err();
+    let subscribe = subscriber
+        .subscribe(&channel("chat:down"))
+        .await
+        .unwrap_err();
     assert!(subscribe.is_temporary(), "{subscribe:?}");
     assert!(!subscriber.stats().connected);
     assert!(!BrokerError::UnrecoverablePosition.is_temporary());
@@ -119,11 +139,17 @@ async fn while_redis_is_down_operations_fail_as_temporary() {
 async fn publish_when_back(broker: &Broker, n: u64) -> PublishResult {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        match broker.publish(&channel("chat:a"), numbered(n, keep(10))).await {
+        match broker
+            .publish(&channel("chat:a"), numbered(n, keep(10)))
+            .await
+        {
             Ok(result) => return result,
             Err(err) => {
                 assert!(err.is_temporary(), "{err:?}");
-                assert!(tokio::time::Instant::now() < deadline, "redis did not come back: {err}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "redis did not come back: {err}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

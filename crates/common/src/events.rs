@@ -20,6 +20,11 @@ use time::OffsetDateTime;
 use crate::ids::{EventId, UserId};
 use crate::task::Task;
 
+/// Name of the domain-event stream of tasks, as given to the broker: stored under the Redis
+/// prefix, so with the default prefix it is the key `herald:events:tasks`. tasks-api's
+/// outbox relay appends to it; the notifier reads it through a consumer group.
+pub const TASK_EVENTS_STREAM: &str = "events:tasks";
+
 /// What happened to a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TaskEventKind {

@@ -1,87 +1,160 @@
-//! `herald-gateway`: The WebSocket edge: Centrifugo client protocol v2 (JSON), simple text endpoints, fan-out, recovery, presence, limits, server API.
+//! `herald-gateway`: the WebSocket edge (design sections 2, 3 and 6).
 //!
-//! The library exports what the `herald-gateway` binary, the embedded `herald` binary and the tests
-//! compose (design section 1):
-//! - [`configure`]: this service's routes, mounted on any actix-web app;
-//! - [`spawn_background`]: its background loops, each stopping on a shared token;
-//! - [`Application`]: the standalone process (`build`, `port`, `run_until_stopped`).
+//! The library exports what the `herald-gateway` binary, the embedded `herald` binary and the
+//! tests compose (design section 1). State is built once:
+//!
+//! ```ignore
+//! let gateway = Gateway::new(settings, broker, verifier);   // inside a Tokio runtime
+//! gateway.spawn_background(&tracker, shutdown.clone());       // the fan-out loop, metrics, drain
+//! App::new().configure(|cfg| gateway.configure(cfg))          // routes, on any actix-web app
+//!           .configure(|cfg| gateway.configure_web_client(cfg)) // `/` last: it matches everything
+//! ```
+//! [`Application`] is the standalone process (`build`, `port`, `run_until_stopped`).
+//!
+//! Layout, from the socket down to Redis:
+//! - [`client`]: `/connection/websocket`, the Centrifugo client protocol v2 (JSON);
+//! - [`simple`]: `/ws/chat/{room}` and `/ws/notifications/{channel}`, text lines;
+//! - [`subscription`]: subscribing without loss or reordering, shared by both;
+//! - [`fanout`]: the hub, per-subscription slots, bounded outboxes with one writer per
+//!   connection, and the task that turns broker events into deliveries;
+//! - [`policy`]: the channel table; [`token`]: tokens at the edge; [`origin`]: the Origin
+//!   allow-list; [`registry`]: connection limits and the user index; [`ratelimit`];
+//! - [`settings`], [`metrics`], [`web`] (`/docs` and the web client), [`state`].
 
-use std::net::TcpListener;
+pub mod client;
+pub mod fanout;
+pub mod metrics;
+pub mod origin;
+pub mod policy;
+pub mod ratelimit;
+pub mod registry;
+pub mod settings;
+pub mod simple;
+pub mod state;
+pub mod subscription;
+pub mod token;
+pub mod web;
 
-use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+mod app;
 
-/// Default listen address of the standalone service.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
-/// Settings of the standalone service.
+use actix_web::web as actix;
+use herald_broker::Broker;
+use herald_common::protocol::{Disconnect, DisconnectCode};
+use herald_service::{Readiness, TokenVerifier};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use app::Application;
+pub use metrics::StatsSnapshot;
+pub use settings::{DEFAULT_LISTEN, Settings};
+
+use crate::fanout::dispatch::Dispatcher;
+use crate::state::Shared;
+
+/// How often gauges that are sampled rather than tracked are exported.
+const METRICS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The gateway of one node: cheap to clone, every clone shares the state.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    /// `host:port` to bind; port 0 picks any free port.
-    pub listen: String,
+pub struct Gateway {
+    shared: Arc<Shared>,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            listen: DEFAULT_LISTEN.to_owned(),
+impl Gateway {
+    /// Builds the node's state and opens its one broker subscriber. Must be called inside a
+    /// Tokio runtime; nothing is delivered until [`Gateway::spawn_background`].
+    pub fn new(settings: Settings, broker: Broker, verifier: TokenVerifier) -> Self {
+        Self { shared: Arc::new(Shared::new(settings, broker, verifier)) }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// Mounts `/connection/websocket`, `/ws/chat/{room}`, `/ws/notifications/{channel}` and
+    /// `/docs`.
+    pub fn configure(&self, cfg: &mut actix::ServiceConfig) {
+        cfg.app_data(actix::Data::from(Arc::clone(&self.shared)))
+            .route("/connection/websocket", actix::get().to(client::websocket))
+            .route("/ws/chat/{room}", actix::get().to(simple::chat))
+            .route("/ws/notifications/{channel}", actix::get().to(simple::notifications));
+        web::configure_docs(cfg);
+    }
+
+    /// Mounts the web client's folder at `/` (when it exists). Mount it after every other
+    /// route of the app: it matches every path.
+    pub fn configure_web_client(&self, cfg: &mut actix::ServiceConfig) {
+        web::configure_web_client(cfg, &self.shared.settings.web_dir);
+    }
+
+    /// Starts the fan-out loop, the metrics sampler and the shutdown closer on `tracker`;
+    /// each stops when `shutdown` fires (connections are closed with 3001 then).
+    pub fn spawn_background(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
+        let events = self.shared.events.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match events {
+            Some(events) => {
+                let dispatcher = Dispatcher::new(
+                    Arc::clone(&self.shared.hub),
+                    Arc::clone(&self.shared.registry),
+                    Arc::clone(&self.shared.stats),
+                );
+                tracker.spawn(dispatcher.run(events, shutdown.clone()));
+            }
+            None => tracing::error!("spawn_background called twice; the fan-out loop already runs"),
+        }
+        let shared = Arc::clone(&self.shared);
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_INTERVAL);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => export_metrics(&shared),
+                }
+            }
+        });
+        let gateway = self.clone();
+        tracker.spawn(async move {
+            shutdown.cancelled().await;
+            gateway.close_all(DisconnectCode::Shutdown.to_disconnect());
+        });
+    }
+
+    /// The readiness check of this service: Redis answers.
+    pub fn readiness(&self) -> Readiness {
+        let broker = self.shared.broker.clone();
+        Readiness::new().with_check("redis", move || {
+            let broker = broker.clone();
+            async move { broker.ping().await.map_err(|err| err.to_string()) }
+        })
+    }
+
+    /// Closes every connection of this node with `disconnect`.
+    pub fn close_all(&self, disconnect: Disconnect) {
+        for target in self.shared.registry.all() {
+            target.outbox.close(disconnect.clone());
         }
     }
-}
 
-/// Mounts this service's routes.
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+    /// Counters of this node (tests and diagnostics).
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
 
-/// Starts this service's background loops on `tracker`; each stops when `shutdown` fires.
-pub fn spawn_background(_tracker: &TaskTracker, _shutdown: CancellationToken) {}
-
-/// The standalone `herald-gateway` process: its own HTTP server with the per-process endpoints.
-pub struct Application {
-    port: u16,
-    server: Server,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+    /// Channels with at least one local subscriber.
+    pub fn channel_count(&self) -> usize {
+        self.shared.hub.channel_count()
     }
 }
 
-impl Application {
-    /// Binds the listener and builds the server; nothing runs until [`Self::run_until_stopped`].
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&settings.listen)?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(|| {
-            App::new()
-                .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(serde_json_ok()) }))
-                .configure(configure)
-        })
-        .listen(listener)?
-        .run();
-        let tracker = TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        spawn_background(&tracker, shutdown.clone());
-        Ok(Self { port, server, tracker, shutdown })
-    }
-
-    /// The bound port (useful with port 0).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves until the server stops (SIGINT/SIGTERM), then stops the background loops.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let result = self.server.await;
-        self.shutdown.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
-        Ok(result?)
-    }
-}
-
-fn serde_json_ok() -> std::collections::BTreeMap<&'static str, &'static str> {
-    std::collections::BTreeMap::from([("status", "ok")])
+fn export_metrics(shared: &Shared) {
+    shared.stats.export();
+    let subscriber = shared.subscriber.stats();
+    ::metrics::gauge!(metrics::CHANNELS).set(subscriber.channels as f64);
+    ::metrics::counter!(metrics::REDIS_RECONNECTS).absolute(subscriber.reconnects);
+    ::metrics::counter!(metrics::BROKER_DROPS).absolute(subscriber.dropped_events);
 }

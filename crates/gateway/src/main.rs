@@ -1,22 +1,31 @@
-//! `herald-gateway`: runs the service as its own process.
+//! `herald-gateway`: runs the WebSocket edge as its own process.
 
 use clap::Parser;
-use herald_gateway::{Application, DEFAULT_LISTEN, Settings};
+use herald_gateway::{Application, Settings};
+use herald_service::ConfigArgs;
 
-/// The WebSocket edge: Centrifugo client protocol v2 (JSON), simple text endpoints, fan-out, recovery, presence, limits, server API.
+/// The WebSocket edge of Herald: the Centrifugo client protocol v2 (JSON) at
+/// /connection/websocket, simple text endpoints at /ws/chat/{room} and
+/// /ws/notifications/{channel}, /docs and the web client. Settings come from HERALD_*
+/// variables (see docs/protocol.md and the README's configuration table).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// `host:port` to bind (port 0 = any free port).
-    #[arg(long, env = "HERALD_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: String,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().json().init();
     let cli = Cli::parse();
-    let app = Application::build(Settings { listen: cli.listen }).await?;
+    herald_service::telemetry::init("herald-gateway");
+    let settings = Settings::load(cli.config.config.as_deref())?;
+    let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "herald-gateway listening");
+    let shutdown = app.shutdown_token();
+    actix_web::rt::spawn(async move {
+        herald_service::shutdown::wait_for_signal().await;
+        shutdown.cancel();
+    });
     app.run_until_stopped().await
 }

@@ -122,12 +122,12 @@ impl Drop for Admission {
     fn drop(&mut self) {
         let mut index = self.registry.lock();
         index.all.remove(&self.target.id);
-        if let Some(user) = self.user {
-            if let Some(connections) = index.by_user.get_mut(&user) {
-                connections.retain(|c| c.id != self.target.id);
-                if connections.is_empty() {
-                    index.by_user.remove(&user);
-                }
+        if let Some(user) = self.user
+            && let Some(connections) = index.by_user.get_mut(&user)
+        {
+            connections.retain(|c| c.id != self.target.id);
+            if connections.is_empty() {
+                index.by_user.remove(&user);
             }
         }
         drop(index);

@@ -162,7 +162,8 @@ where
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// `figment::Jail`'s closures return its (large) error type by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::result_large_err)]
 mod tests {
     use super::*;
     use crate::{Secret, TrustedProxies};

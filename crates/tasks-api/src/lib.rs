@@ -1,44 +1,91 @@
-//! `herald-tasks-api`: REST for tasks on Postgres (or SQLite in embedded mode) with a transactional outbox relayed to the events stream.
+//! `herald-tasks-api`: REST for tasks on Postgres (or SQLite in embedded mode) with a
+//! transactional outbox relayed to the events stream (design sections 2, 5 and 5a).
 //!
-//! The library exports what the `herald-tasks-api` binary, the embedded `herald` binary and the tests
-//! compose (design section 1):
-//! - [`configure`]: this service's routes, mounted on any actix-web app;
-//! - [`spawn_background`]: its background loops, each stopping on a shared token;
+//! Every change of a task (create, update, assign, delete) writes the task and its domain
+//! event in one transaction; the outbox relay appends the events to the Redis stream
+//! `<prefix>events:tasks`, where the notifier turns them into publications. Tokens are
+//! verified locally with the key set auth publishes through the broker, kept in memory, so
+//! tasks-api keeps serving (and keeps its events in the outbox) while Redis is down; its
+//! readiness depends on the database only.
+//!
+//! The library exports what the `herald-tasks-api` binary, the embedded `herald` binary and
+//! the tests compose (design section 1):
+//! - [`TasksApi::build`], then [`configure`] (or [`TasksApi::configure`]): the routes,
+//!   mounted on any actix-web app;
+//! - [`TasksApi::spawn_background`]: the outbox relay, the sweep and the key refresh;
+//! - [`TasksApi::readiness`]: the database check for `/readyz`;
 //! - [`Application`]: the standalone process (`build`, `port`, `run_until_stopped`).
+//!
+//! Layout: [`settings`] · [`domain`] (parsed titles, descriptions, patches; permissions) ·
+//! [`tasks`] (the operations: idempotency, preconditions, events) · [`store`] (Postgres and
+//! SQLite) · [`outbox`] (the relay) · `sweep` · [`trace`] · [`error`] (the error enum and
+//! its HTTP mapping) · [`routes`] (handlers and OpenAPI) · [`state`].
+
+pub mod domain;
+pub mod error;
+pub mod outbox;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod store;
+pub mod tasks;
+pub mod trace;
+
+mod sweep;
 
 use std::net::TcpListener;
 
-use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
+use actix_web::{App, HttpServer, dev::Server, middleware, web};
+use anyhow::Context as _;
+use herald_broker::{Broker, RedisConfig};
+use herald_service::{configure_ops, error::not_found, metrics, shutdown};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-/// Default listen address of the standalone service.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8081";
+pub use crate::{
+    routes::{configure, openapi},
+    settings::{DEFAULT_LISTEN, Settings},
+    state::TasksApi,
+};
 
-/// Settings of the standalone service.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `host:port` to bind; port 0 picks any free port.
-    pub listen: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            listen: DEFAULT_LISTEN.to_owned(),
-        }
+impl TasksApi {
+    /// Mounts the routes on `cfg`: shorthand for [`configure`].
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        configure(cfg, self);
     }
 }
 
-/// Mounts this service's routes.
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+/// The broker `settings` ask for: Redis when `HERALD_REDIS_URL` is set and not empty, else
+/// in memory (only useful when the notifier shares this process).
+pub fn broker_from_settings(settings: &Settings) -> anyhow::Result<Broker> {
+    match settings
+        .redis_url
+        .as_ref()
+        .map(|url| url.expose().trim())
+        .filter(|url| !url.is_empty())
+    {
+        Some(url) => {
+            let config = RedisConfig::new(url).with_prefix(settings.redis_prefix.clone());
+            Broker::redis(&config).context("configuring Redis")
+        }
+        None => Ok(Broker::memory()),
+    }
+}
 
-/// Starts this service's background loops on `tracker`; each stops when `shutdown` fires.
-pub fn spawn_background(_tracker: &TaskTracker, _shutdown: CancellationToken) {}
+/// Applies the database migrations (`herald-tasks-api migrate`).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let store = store::Store::connect(settings.database_url.expose(), std::time::Duration::from_secs(10))
+        .await
+        .context("opening the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(())
+}
 
-/// The standalone `herald-tasks-api` process: its own HTTP server with the per-process endpoints.
+/// The standalone `herald-tasks-api` process: its own HTTP server with the per-process
+/// endpoints (`/healthz`, `/readyz`, `/metrics`).
 pub struct Application {
     port: u16,
     server: Server,
+    api: TasksApi,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -50,21 +97,48 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Binds the listener and builds the server; nothing runs until [`Self::run_until_stopped`].
+    /// Connects the broker from `settings`, then [`Self::build_with_broker`].
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&settings.listen)?;
+        let broker = broker_from_settings(&settings)?;
+        Self::build_with_broker(settings, broker).await
+    }
+
+    /// Builds the state, binds the listener and starts the background loops; requests are
+    /// served once [`Self::run_until_stopped`] is awaited.
+    pub async fn build_with_broker(settings: Settings, broker: Broker) -> anyhow::Result<Self> {
+        let api = TasksApi::build(&settings, broker).await?;
+        Self::serve(&settings, api)
+    }
+
+    /// Binds the listener for an already built [`TasksApi`] and starts its background loops.
+    pub fn serve(settings: &Settings, api: TasksApi) -> anyhow::Result<Self> {
+        let metrics = metrics::install().context("installing the metrics recorder")?;
+        let readiness = api.readiness();
+        let listener =
+            TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
-        let server = HttpServer::new(|| {
+        let app_api = api.clone();
+        let server = HttpServer::new(move || {
             App::new()
-                .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(serde_json_ok()) }))
-                .configure(configure)
+                .wrap(middleware::from_fn(metrics::http_metrics))
+                .configure(|cfg| configure_ops(cfg, readiness.clone(), metrics.clone()))
+                .configure(|cfg| configure(cfg, &app_api))
+                .default_service(web::to(not_found))
         })
+        .disable_signals()
         .listen(listener)?
         .run();
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        spawn_background(&tracker, shutdown.clone());
-        Ok(Self { port, server, tracker, shutdown })
+        api.spawn_background(&tracker, shutdown.clone());
+        tracker.spawn(shutdown::stop_server_on(shutdown.clone(), server.handle()));
+        Ok(Self {
+            port,
+            server,
+            api,
+            tracker,
+            shutdown,
+        })
     }
 
     /// The bound port (useful with port 0).
@@ -72,16 +146,31 @@ impl Application {
         self.port
     }
 
-    /// Serves until the server stops (SIGINT/SIGTERM), then stops the background loops.
+    /// The service state (tests reach the store through it).
+    pub fn api(&self) -> &TasksApi {
+        &self.api
+    }
+
+    /// Cancelling this token stops the server and the background loops.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`Self::shutdown_token`] is cancelled), lets in-flight
+    /// requests finish, then waits for the background loops (the relay finishes its round).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let on_signal = self.shutdown.clone();
+        let signals = tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown::wait_for_signal() => on_signal.cancel(),
+                () = on_signal.cancelled() => {}
+            }
+        });
         let result = self.server.await;
         self.shutdown.cancel();
+        signals.abort();
         self.tracker.close();
         self.tracker.wait().await;
         Ok(result?)
     }
-}
-
-fn serde_json_ok() -> std::collections::BTreeMap<&'static str, &'static str> {
-    std::collections::BTreeMap::from([("status", "ok")])
 }

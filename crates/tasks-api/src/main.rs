@@ -1,22 +1,48 @@
-//! `herald-tasks-api`: runs the service as its own process.
+//! `herald-tasks-api`: runs the tasks service as its own process, or applies its migrations.
 
-use clap::Parser;
-use herald_tasks_api::{Application, DEFAULT_LISTEN, Settings};
+use clap::{Parser, Subcommand};
+use herald_service::{ConfigArgs, config, telemetry};
+use herald_tasks_api::{Application, Settings};
 
-/// REST for tasks on Postgres (or SQLite in embedded mode) with a transactional outbox relayed to the events stream.
+/// Herald's task service: REST for tasks with a transactional outbox (default port 8081).
+///
+/// Settings come from HERALD_* environment variables over an optional TOML file over
+/// defaults; see the `settings` module documentation for the full table. Key ones:
+/// HERALD_LISTEN, HERALD_DATABASE_URL, HERALD_REDIS_URL, HERALD_REDIS_PREFIX,
+/// HERALD_JWT__ISSUER, HERALD_JWT__AUDIENCE, HERALD_BODY_LIMIT, HERALD_AUTO_MIGRATE,
+/// HERALD_OUTBOX__FALLBACK_INTERVAL.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "herald-tasks-api", version, about, long_about)]
 struct Cli {
-    /// `host:port` to bind (port 0 = any free port).
-    #[arg(long, env = "HERALD_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: String,
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTP and relay the outbox (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().json().init();
     let cli = Cli::parse();
-    let app = Application::build(Settings { listen: cli.listen }).await?;
-    tracing::info!(port = app.port(), "herald-tasks-api listening");
-    app.run_until_stopped().await
+    telemetry::init("herald-tasks-api");
+    let settings: Settings = config::load(cli.config.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            tracing::info!(port = app.port(), "herald-tasks-api listening");
+            app.run_until_stopped().await
+        }
+        Command::Migrate => {
+            herald_tasks_api::migrate(&settings).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+    }
 }

@@ -95,10 +95,10 @@ impl PgStore {
 
     pub(super) async fn search_users(&self, prefix: &UsernamePrefix, limit: u32) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query!(
-            r"SELECT id, username, created_at FROM users
+            r#"SELECT id, username, created_at FROM users
               WHERE lower(username) LIKE $1 ESCAPE '\'
-              ORDER BY lower(username)
-              LIMIT $2",
+              ORDER BY lower(username) COLLATE "C"
+              LIMIT $2"#,
             prefix.like_pattern(),
             i64::from(limit),
         )

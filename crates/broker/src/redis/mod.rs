@@ -117,7 +117,10 @@ impl fmt::Debug for RedisBroker {
     }
 }
 
-fn manager_config(config: &RedisConfig, response_timeout: Option<Duration>) -> ConnectionManagerConfig {
+fn manager_config(
+    config: &RedisConfig,
+    response_timeout: Option<Duration>,
+) -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(response_timeout)
@@ -173,9 +176,9 @@ impl RedisBroker {
     }
 
     pub(crate) async fn ping(&self) -> BrokerResult<()> {
-        self.run(|mut conn| async move {
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        })
+        self.run(
+            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
+        )
         .await
         .map(drop)
     }
@@ -253,7 +256,10 @@ impl RedisBroker {
     pub(crate) async fn remove_history(&self, channel: &ChannelName) -> BrokerResult<()> {
         let stream = self.inner.keys.channel(channel).stream();
         self.run(|mut conn| async move {
-            redis::cmd("DEL").arg(stream).query_async::<i64>(&mut conn).await
+            redis::cmd("DEL")
+                .arg(stream)
+                .query_async::<i64>(&mut conn)
+                .await
         })
         .await
         .map(drop)
@@ -350,7 +356,10 @@ impl RedisBroker {
             .collect()
     }
 
-    pub(crate) async fn presence_stats(&self, channel: &ChannelName) -> BrokerResult<PresenceStats> {
+    pub(crate) async fn presence_stats(
+        &self,
+        channel: &ChannelName,
+    ) -> BrokerResult<PresenceStats> {
         let presence = self.presence(channel).await?;
         let users: HashSet<&str> = presence.values().map(|info| info.user.as_str()).collect();
         Ok(PresenceStats {
@@ -442,7 +451,10 @@ impl RedisBroker {
         count: usize,
         block: Duration,
     ) -> BrokerResult<Vec<StreamEntry>> {
-        match self.read_group_once(stream, group, consumer, count, block).await {
+        match self
+            .read_group_once(stream, group, consumer, count, block)
+            .await
+        {
             // The group vanishes with the stream (Redis restarted without persistence):
             // make it again and read once more.
             Err(BrokerError::Redis(err)) if err.code() == Some("NOGROUP") => {
@@ -471,7 +483,9 @@ impl RedisBroker {
         if !block.is_zero() {
             cmd.arg("BLOCK").arg(millis(block));
         }
-        cmd.arg("STREAMS").arg(self.inner.keys.stream(stream)).arg(">");
+        cmd.arg("STREAMS")
+            .arg(self.inner.keys.stream(stream))
+            .arg(">");
         let mut conn = self.blocking().await?;
         let limit = block + self.inner.config.command_timeout;
         let value: Value = match tokio::time::timeout(limit, cmd.query_async(&mut conn)).await {
@@ -622,7 +636,9 @@ fn array(value: Value) -> BrokerResult<Vec<Value>> {
     match value {
         Value::Array(items) | Value::Set(items) => Ok(items),
         Value::Nil => Ok(Vec::new()),
-        other => Err(BrokerError::Malformed(format!("expected an array, got {other:?}"))),
+        other => Err(BrokerError::Malformed(format!(
+            "expected an array, got {other:?}"
+        ))),
     }
 }
 
@@ -630,7 +646,9 @@ fn bytes(value: Value) -> BrokerResult<Vec<u8>> {
     match value {
         Value::BulkString(bytes) => Ok(bytes),
         Value::SimpleString(text) => Ok(text.into_bytes()),
-        other => Err(BrokerError::Malformed(format!("expected a string, got {other:?}"))),
+        other => Err(BrokerError::Malformed(format!(
+            "expected a string, got {other:?}"
+        ))),
     }
 }
 
@@ -655,7 +673,12 @@ fn parse_stream_entry(entry: Value) -> BrokerResult<Option<(String, String)>> {
     }
     let mut parts = array(entry)?.into_iter();
     let id = string(parts.next().ok_or_else(|| malformed("stream entry"))?)?;
-    let mut fields = parts.next().map(array).transpose()?.unwrap_or_default().into_iter();
+    let mut fields = parts
+        .next()
+        .map(array)
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter();
     let _field = fields.next();
     match fields.next() {
         Some(value) => Ok(Some((id, string(value)?))),
@@ -682,9 +705,18 @@ fn parse_snapshot(value: Value) -> BrokerResult<HistorySnapshot> {
     for entry in array(entries)? {
         let mut parts = array(entry)?.into_iter();
         let id = string(parts.next().ok_or_else(|| malformed("history entry"))?)?;
-        let mut fields = parts.next().map(array).transpose()?.unwrap_or_default().into_iter();
+        let mut fields = parts
+            .next()
+            .map(array)
+            .transpose()?
+            .unwrap_or_default()
+            .into_iter();
         let _field = fields.next();
-        let data = bytes(fields.next().ok_or_else(|| malformed("history entry data"))?)?;
+        let data = bytes(
+            fields
+                .next()
+                .ok_or_else(|| malformed("history entry data"))?,
+        )?;
         let mut publication: Publication = serde_json::from_slice(&data)?;
         publication.offset = offset_of(&id)?;
         publications.push(publication);

@@ -217,7 +217,12 @@ impl RedisSubscriber {
             channels: shared
                 .shards
                 .iter()
-                .map(|shard| lock(&shard.channels).values().filter(|s| s.refs > 0).count())
+                .map(|shard| {
+                    lock(&shard.channels)
+                        .values()
+                        .filter(|s| s.refs > 0)
+                        .count()
+                })
                 .sum(),
             connected: *shared.connected.borrow(),
             reconnects: shared.reconnects.load(Ordering::Relaxed),
@@ -309,7 +314,11 @@ impl Shared {
     }
 
     async fn connect(&self) -> BrokerResult<(PubSubSink, PubSubStream)> {
-        let pubsub = match tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub()).await
+        let pubsub = match tokio::time::timeout(
+            self.connect_timeout,
+            self.client.get_async_pubsub(),
+        )
+        .await
         {
             Ok(pubsub) => pubsub?,
             Err(_) => return Err(BrokerError::Timeout(self.connect_timeout)),

@@ -28,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{self, NodeStats};
 
 /// Largest frame the writer builds by joining messages (a single bigger message is still
-/// written whole).
-pub const MAX_FRAME_BYTES: usize = 256 * 1024;
+/// written whole). actix-ws queues up to 32 frames per session before `text()` waits, so
+/// this also bounds what a client that stops reading pins in memory beyond the outbox.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
 /// Why a push was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +181,7 @@ impl Outbox {
                 batch.push(message);
             }
         }
-        let bytes: usize = batch.iter().map(ByteString::len).sum();
+        let bytes: usize = batch.iter().map(|message| message.len()).sum();
         state.bytes -= bytes;
         drop(state);
         self.stats.dequeued(bytes);
@@ -197,10 +198,10 @@ impl Outbox {
 
 /// One frame of `messages`: the message itself when there is one, else a `\n`-joined copy.
 fn frame(messages: &mut Vec<ByteString>) -> ByteString {
-    if messages.len() == 1 {
-        if let Some(only) = messages.pop() {
-            return only;
-        }
+    if messages.len() == 1
+        && let Some(only) = messages.pop()
+    {
+        return only;
     }
     let len = messages.iter().map(|m| m.len() + 1).sum::<usize>();
     let mut joined = String::with_capacity(len);

@@ -1,0 +1,259 @@
+//! The simple text endpoints, for `websocat`, `curl` and scripts (design section 2):
+//!
+//! - `/ws/chat/{room}`: each text frame in is a chat message to `chat:{room}`; each message
+//!   out is the line `<username>: <text>`;
+//! - `/ws/notifications/{channel}`: receive only; each line is the publication's `text`, else
+//!   its JSON (`#` is written `%23` in the path).
+//!
+//! The token comes from `Authorization: Bearer` or `?token=` (query tokens are never
+//! logged). Refusals happen before the upgrade, as plain HTTP: 401 without a valid token,
+//! 403 for a channel the user may not read (or a foreign Origin), 404 for an unknown one,
+//! 429 / 503 at the per-user / per-node connection limit. Once open, the connection gets
+//! WebSocket pings; a rate-limited or failed chat message is answered with a line starting
+//! with `* `. Gaps close with 3010, an expired token with 3005, silence with 3012.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessageStream, Session};
+use bytestring::ByteString;
+use herald_broker::PublishRequest;
+use herald_common::channel::ChannelName;
+use herald_common::ids::ClientId;
+use herald_common::payload::{ChatMessage, ConnInfo};
+use herald_common::protocol::{ClientInfo, DisconnectCode, ErrorCode};
+use herald_service::ApiError;
+use tokio::time::{Instant, sleep_until};
+
+use crate::client::protocol_error_code;
+use crate::fanout::outbox::run_writer;
+use crate::fanout::slot::{SlotKind, Started};
+use crate::fanout::{Format, Identity, Target};
+use crate::ratelimit::TokenBucket;
+use crate::registry::{Admission, LimitReached};
+use crate::state::Shared;
+use crate::subscription::{self, Subscription};
+use crate::token::{self, Grant, Refusal, redacted_uri};
+
+/// `GET /ws/chat/{room}`.
+pub async fn chat(
+    req: HttpRequest,
+    body: web::Payload,
+    room: web::Path<String>,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, ApiError> {
+    let channel = ChannelName::chat(&room).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    open(req, body, shared.into_inner(), channel, Format::ChatLines).await
+}
+
+/// `GET /ws/notifications/{channel}`.
+pub async fn notifications(
+    req: HttpRequest,
+    body: web::Payload,
+    channel: web::Path<String>,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, ApiError> {
+    let channel = ChannelName::parse(channel.into_inner()).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    open(req, body, shared.into_inner(), channel, Format::NotificationLines).await
+}
+
+async fn open(
+    req: HttpRequest,
+    body: web::Payload,
+    shared: Arc<Shared>,
+    channel: ChannelName,
+    format: Format,
+) -> Result<HttpResponse, ApiError> {
+    if !shared.origins.allows(&req) {
+        tracing::info!(uri = %redacted_uri(&req), "websocket refused: origin not allowed");
+        return Err(ApiError::forbidden("origin not allowed"));
+    }
+    let token = token::request_token(&req).ok_or_else(|| ApiError::unauthorized("missing token"))?;
+    let grant = match token::verify(&shared.verifier, &token).await {
+        Ok(grant) => grant,
+        Err(Refusal::Expired) => return Err(ApiError::unauthorized("token expired")),
+        Err(refusal) => {
+            tracing::info!(uri = %redacted_uri(&req), reason = %refusal, "simple endpoint: token refused");
+            return Err(ApiError::unauthorized("invalid token"));
+        }
+    };
+    let options = match format {
+        Format::ChatLines => shared.policy.subscribe(&channel, &grant.user),
+        _ => shared.policy.read(&channel, &grant.user),
+    };
+    match options {
+        Ok(_) => {}
+        Err(ErrorCode::UnknownChannel) => return Err(ApiError::not_found("unknown channel")),
+        Err(_) => return Err(ApiError::forbidden("permission denied")),
+    }
+    let options = shared.policy.options(&channel).map_err(|_| ApiError::not_found("unknown channel"))?;
+    let target = Arc::new(Target::new(format, shared.settings.limits.send_queue_size, Arc::clone(&shared.stats)));
+    let client = ClientId::new();
+    target.set_identity(Identity { user: grant.user, client });
+    let mut admission = match shared.registry.admit(&target) {
+        Ok(admission) => admission,
+        Err(_) => return Err(ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, herald_common::error::ErrorCode::RateLimited, "connection limit reached")),
+    };
+    if let Err(LimitReached::User | LimitReached::Node) = admission.assign_user(grant.user) {
+        return Err(ApiError::new(actix_web::http::StatusCode::TOO_MANY_REQUESTS, herald_common::error::ErrorCode::RateLimited, "too many connections"));
+    }
+    let conn_info = ConnInfo { name: grant.name.clone() }.to_raw().map_err(|err| ApiError::internal(anyhow::Error::from(err)))?;
+    let info = ClientInfo { user: grant.user.to_string(), client: client.to_string(), conn_info: Some(conn_info), chan_info: None };
+
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let limits = &shared.settings.limits;
+    let stream = stream
+        .max_frame_size(limits.max_message_size)
+        .aggregate_continuations()
+        .max_continuation_size(limits.max_message_size);
+    actix_web::rt::spawn(run_writer(Arc::clone(&target.outbox), session.clone(), limits.close_timeout, target.done.clone()));
+    let line = LineConnection { shared, target, admission, channel, options, info, grant };
+    actix_web::rt::spawn(line.run(stream, session));
+    Ok(response)
+}
+
+/// One open simple-endpoint connection.
+struct LineConnection {
+    shared: Arc<Shared>,
+    target: Arc<Target>,
+    /// Held for the connection's life: its place under the connection limits.
+    #[allow(dead_code)]
+    admission: Admission,
+    channel: ChannelName,
+    options: crate::policy::ChannelOptions,
+    info: ClientInfo,
+    grant: Grant,
+}
+
+impl LineConnection {
+    async fn run(self, mut stream: AggregatedMessageStream, mut session: Session) {
+        let shared = Arc::clone(&self.shared);
+        shared.stats.connection_opened();
+        if let Some(subscription) = self.subscribe().await {
+            self.serve(&mut stream, &mut session).await;
+            subscription::detach(&shared, &self.target, &self.channel, &subscription, &self.info).await;
+        }
+        self.target.outbox.close_now(DisconnectCode::ConnectionClosed.to_disconnect());
+        shared.stats.connection_closed();
+    }
+
+    async fn subscribe(&self) -> Option<Subscription> {
+        let shared = &self.shared;
+        let slot = match subscription::attach(shared, &self.target, &self.channel, SlotKind::ServerSide, false).await {
+            Ok(slot) => slot,
+            Err(err) => {
+                tracing::warn!(channel = %self.channel, error = %err, "simple endpoint: subscribe failed");
+                self.target.outbox.close(DisconnectCode::ServerError.to_disconnect());
+                return None;
+            }
+        };
+        let mut subscription = Subscription { slot, options: self.options, in_presence: false, announced: false };
+        if self.options.presence {
+            subscription.in_presence = subscription::enter_presence(shared, &self.channel, &self.info).await.is_ok();
+        }
+        if subscription.slot.go_live(&self.target, None, None) != Started::Live {
+            self.target.outbox.close(DisconnectCode::InsufficientState.to_disconnect());
+        }
+        Some(subscription)
+    }
+
+    async fn serve(&self, stream: &mut AggregatedMessageStream, session: &mut Session) {
+        let settings = &self.shared.settings;
+        let done = self.target.done.clone();
+        let mut bucket = TokenBucket::new(settings.limits.publish_rate, settings.limits.publish_burst);
+        let mut last_heard = Instant::now();
+        let mut next_ping = Instant::now() + settings.ping_interval;
+        let mut next_presence = Instant::now() + (settings.limits.presence_ttl / 3);
+        let expires_at = Instant::now() + std::time::Duration::from_secs(self.grant.ttl()) + settings.limits.expired_close_delay;
+        while !self.target.outbox.is_closing() {
+            let silent_by = last_heard + settings.ping_interval + settings.pong_timeout;
+            let deadline = next_ping.min(next_presence).min(expires_at).min(silent_by);
+            tokio::select! {
+                biased;
+                () = done.cancelled() => return,
+                () = sleep_until(deadline) => {
+                    let now = Instant::now();
+                    if now >= expires_at {
+                        self.close(DisconnectCode::Expired);
+                    } else if now >= silent_by {
+                        self.close(DisconnectCode::NoPong);
+                    }
+                    if now >= next_ping {
+                        next_ping = now + settings.ping_interval;
+                        let pinged = tokio::select! {
+                            () = done.cancelled() => false,
+                            pinged = session.ping(b"") => pinged.is_ok(),
+                        };
+                        if !pinged {
+                            return;
+                        }
+                    }
+                    if now >= next_presence {
+                        next_presence = now + settings.limits.presence_ttl / 3;
+                        if self.options.presence {
+                            let _ = subscription::enter_presence(&self.shared, &self.channel, &self.info).await;
+                        }
+                    }
+                }
+                message = stream.recv() => {
+                    last_heard = Instant::now();
+                    match message {
+                        None | Some(Ok(actix_ws::AggregatedMessage::Close(_))) => return,
+                        Some(Ok(actix_ws::AggregatedMessage::Text(text))) => self.on_text(&text, &mut bucket).await,
+                        Some(Ok(actix_ws::AggregatedMessage::Binary(_))) => self.close(DisconnectCode::BadRequest),
+                        Some(Ok(actix_ws::AggregatedMessage::Ping(bytes))) => {
+                            let ponged = tokio::select! {
+                                () = done.cancelled() => false,
+                                ponged = session.pong(&bytes) => ponged.is_ok(),
+                            };
+                            if !ponged {
+                                return;
+                            }
+                        }
+                        Some(Ok(actix_ws::AggregatedMessage::Pong(_))) => {}
+                        Some(Err(err)) => self.close(protocol_error_code(&err)),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_text(&self, text: &str, bucket: &mut TokenBucket) {
+        ::metrics::counter!(crate::metrics::MESSAGES_IN).increment(1);
+        if self.target.format != Format::ChatLines {
+            return;
+        }
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text.trim().is_empty() {
+            return;
+        }
+        if !bucket.try_take() {
+            self.notice("too many messages; this one was dropped");
+            return;
+        }
+        let data = match serde_json::value::to_raw_value(&ChatMessage { text: text.to_owned() }) {
+            Ok(data) => data,
+            Err(err) => {
+                tracing::error!(error = %err, "chat message not encodable");
+                return;
+            }
+        };
+        let request = PublishRequest::new(data).with_info(self.info.clone()).with_history(self.options.history);
+        let started = std::time::Instant::now();
+        let published = self.shared.broker.publish(&self.channel, request).await;
+        ::metrics::histogram!(crate::metrics::PUBLISH_DURATION).record(started.elapsed().as_secs_f64());
+        if let Err(err) = published {
+            tracing::warn!(channel = %self.channel, error = %err, "simple endpoint: publish failed");
+            self.notice("message not sent; try again");
+        }
+    }
+
+    /// A line from the server itself (not a chat message): starts with `* `.
+    fn notice(&self, text: &str) {
+        let _ = self.target.outbox.push(ByteString::from(format!("* {text}")));
+    }
+
+    fn close(&self, code: DisconnectCode) {
+        self.target.outbox.close(code.to_disconnect());
+    }
+}

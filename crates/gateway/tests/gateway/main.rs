@@ -1,0 +1,13 @@
+//! The gateway booted for real (HTTP server, actix-ws, Redis) and driven over WebSockets.
+//! Every test gets its own gateway and Redis key prefix, so they run in parallel.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod http;
+mod limits;
+mod protocol;
+mod recovery;
+mod simple_endpoints;
+mod slow_consumer;
+mod support;
+mod tokens;

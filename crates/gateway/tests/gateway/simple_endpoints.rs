@@ -1,0 +1,123 @@
+//! `/ws/chat/{room}` and `/ws/notifications/{channel}`: text lines for websocat and curl.
+
+use std::time::Duration;
+
+use herald_broker::{HistoryPolicy, PublishRequest};
+use herald_common::channel::ChannelName;
+use herald_common::ids::UserId;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::support::{WsClient, spawn_gateway};
+
+fn publication(json: &str) -> PublishRequest {
+    PublishRequest::new(RawValue::from_string(json.to_owned()).unwrap())
+        .with_history(HistoryPolicy::new(10, Duration::from_secs(60)))
+}
+
+#[tokio::test]
+async fn chat_lines_flow_both_ways_with_a_query_token() {
+    let gw = spawn_gateway().await;
+    let alice = gw.keys.token(&UserId::new(), "alice", 600);
+    let bob = gw.keys.token(&UserId::new(), "bob", 600);
+    let mut a = WsClient::open(&gw.ws_url(&format!("/ws/chat/lobby?token={alice}"))).await;
+    let mut b = WsClient::open(&gw.ws_url(&format!("/ws/chat/lobby?token={bob}"))).await;
+    gw.wait_for("both subscribed", |s| s.subscriptions >= 2).await;
+    a.send_text("hello there\n").await;
+    assert_eq!(b.next_line().await, "alice: hello there");
+    assert_eq!(a.next_line().await, "alice: hello there");
+    b.send_text("hi").await;
+    assert_eq!(a.next_line().await, "bob: hi");
+}
+
+#[tokio::test]
+async fn protocol_clients_and_line_clients_share_a_room() {
+    let gw = spawn_gateway().await;
+    let token = gw.keys.token(&UserId::new(), "carol", 600);
+    let mut request = gw.ws_url("/ws/chat/mixed").into_client_request().unwrap();
+    request.headers_mut().insert("Authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut line_client = WsClient::from_stream(ws);
+    let (mut sdk, _, _) = gw.connected_client("dave").await;
+    sdk.call("subscribe", json!({"channel": "chat:mixed"})).await;
+    gw.wait_for("both subscribed", |s| s.subscriptions >= 3).await;
+    sdk.call("publish", json!({"channel": "chat:mixed", "data": {"text": "from the sdk"}})).await;
+    assert_eq!(line_client.next_line().await, "dave: from the sdk");
+    line_client.send_text("from websocat").await;
+    let publication = sdk.next_publication("chat:mixed").await;
+    assert_eq!(publication["data"], json!({"text": "from websocat"}));
+    assert_eq!(publication["info"]["conn_info"]["name"], "carol");
+}
+
+#[tokio::test]
+async fn simple_endpoints_refuse_a_missing_or_bad_token_with_401() {
+    let gw = spawn_gateway().await;
+    for path in ["/ws/chat/lobby", "/ws/notifications/tasks", "/ws/chat/lobby?token=garbage"] {
+        let err = tokio_tungstenite::connect_async(gw.ws_url(path)).await.err().expect("refused");
+        assert!(err.to_string().contains("401"), "{path}: {err}");
+    }
+    let expired = gw.keys.expired(&UserId::new(), "alice");
+    let err = tokio_tungstenite::connect_async(gw.ws_url(&format!("/ws/chat/lobby?token={expired}")))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn the_notifications_endpoint_writes_the_text_or_the_json_and_ignores_input() {
+    let gw = spawn_gateway().await;
+    let token = gw.keys.token(&UserId::new(), "alice", 600);
+    let mut feed = WsClient::open(&gw.ws_url(&format!("/ws/notifications/tasks?token={token}"))).await;
+    gw.wait_for("subscribed", |s| s.subscriptions >= 1).await;
+    feed.send_text("ignored").await;
+    let tasks = ChannelName::tasks();
+    gw.broker
+        .publish(&tasks, publication(r#"{"type":"task.created","text":"New task created: Write docs"}"#))
+        .await
+        .unwrap();
+    assert_eq!(feed.next_line().await, "New task created: Write docs");
+    gw.broker.publish(&tasks, publication(r#"{"n":1}"#)).await.unwrap();
+    assert_eq!(feed.next_line().await, r#"{"n":1}"#);
+}
+
+#[tokio::test]
+async fn the_personal_feed_is_reached_with_percent_23_and_refused_to_others() {
+    let gw = spawn_gateway().await;
+    let alice = UserId::new();
+    let token = gw.keys.token(&alice, "alice", 600);
+    let path = format!("/ws/notifications/notifications%23{alice}?token={token}");
+    let mut feed = WsClient::open(&gw.ws_url(&path)).await;
+    gw.wait_for("subscribed", |s| s.subscriptions >= 1).await;
+    gw.broker
+        .publish(&ChannelName::notifications(&alice), publication(r#"{"text":"bob assigned you \"x\""}"#))
+        .await
+        .unwrap();
+    assert_eq!(feed.next_line().await, "bob assigned you \"x\"");
+
+    let mallory = gw.keys.token(&UserId::new(), "mallory", 600);
+    let path = format!("/ws/notifications/notifications%23{alice}?token={mallory}");
+    let err = tokio_tungstenite::connect_async(gw.ws_url(&path)).await.err().expect("refused");
+    assert!(err.to_string().contains("403"), "{err}");
+    let path = format!("/ws/notifications/news?token={mallory}");
+    let err = tokio_tungstenite::connect_async(gw.ws_url(&path)).await.err().expect("refused");
+    assert!(err.to_string().contains("404"), "{err}");
+}
+
+#[tokio::test]
+async fn a_chat_line_flood_is_answered_with_a_notice() {
+    let gw = crate::support::spawn_gateway_with(|s| {
+        s.limits.publish_rate = 0.5;
+        s.limits.publish_burst = 1;
+    })
+    .await;
+    let token = gw.keys.token(&UserId::new(), "alice", 600);
+    let mut a = WsClient::open(&gw.ws_url(&format!("/ws/chat/flood?token={token}"))).await;
+    gw.wait_for("subscribed", |s| s.subscriptions >= 1).await;
+    a.send_text("one").await;
+    assert_eq!(a.next_line().await, "alice: one");
+    a.send_text("two").await;
+    assert!(a.next_line().await.starts_with("* too many messages"));
+}

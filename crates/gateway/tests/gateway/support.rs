@@ -1,0 +1,355 @@
+//! Test harness: a real gateway on a free port against real Redis (a fresh key prefix per
+//! test, so tests run in parallel), tokens minted in-process with an Ed25519 key published
+//! to the broker's key-value the way auth publishes its key set, and a small WebSocket
+//! client speaking the JSON protocol.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use futures_util::{SinkExt, StreamExt};
+use herald_broker::{Broker, RedisConfig};
+use herald_common::auth::{Jwk, KeySet};
+use herald_common::claims::Claims;
+use herald_common::ids::UserId;
+use herald_gateway::{Application, Gateway, Settings};
+use herald_service::tokens::KEY_SET_KV_KEY;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// Longest wait for anything a test expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Redis of the tests.
+pub fn redis_url() -> String {
+    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A running gateway with its own Redis prefix and signing key.
+pub struct TestGateway {
+    pub port: u16,
+    pub gateway: Gateway,
+    pub broker: Broker,
+    pub keys: TokenMint,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Settings for tests: loopback, two workers, a fresh prefix, generous timings unless a test
+/// shortens them.
+pub fn test_settings(prefix: &str) -> Settings {
+    let mut settings = Settings::default();
+    settings.listen = "127.0.0.1:0".to_owned();
+    settings.workers = Some(2);
+    settings.redis_url = redis_url().into();
+    settings.redis_prefix = prefix.to_owned();
+    settings.web_dir = "/nonexistent".into();
+    settings.limits.close_timeout = Duration::from_secs(5);
+    settings
+}
+
+/// Boots a gateway with the test settings.
+pub async fn spawn_gateway() -> TestGateway {
+    spawn_gateway_with(|_| {}).await
+}
+
+/// Boots a gateway with the test settings changed by `tweak`.
+pub async fn spawn_gateway_with(tweak: impl FnOnce(&mut Settings)) -> TestGateway {
+    herald_service::telemetry::init_for_tests();
+    let prefix = format!("test:{}:", UserId::new());
+    let mut settings = test_settings(&prefix);
+    tweak(&mut settings);
+    let broker = Broker::redis(&RedisConfig::new(redis_url()).with_prefix(prefix)).unwrap();
+    let keys = TokenMint::new();
+    keys.publish(&broker).await;
+    let app = Application::build(settings).await.unwrap();
+    let port = app.port();
+    let gateway = app.gateway().clone();
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    TestGateway { port, gateway, broker, keys, shutdown }
+}
+
+impl TestGateway {
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A protocol client, connected as a new user; returns it with the user and connect result.
+    pub async fn connected_client(&self, name: &str) -> (WsClient, UserId, Value) {
+        let user = UserId::new();
+        let mut client = WsClient::open(&self.ws_url("/connection/websocket")).await;
+        let result = client.connect(&self.keys.token(&user, name, 600)).await;
+        assert!(result.get("error").is_none(), "connect failed: {result}");
+        (client, user, result["connect"].clone())
+    }
+
+    /// Waits until `check` holds on the gateway's stats.
+    pub async fn wait_for(&self, what: &str, check: impl Fn(&herald_gateway::StatsSnapshot) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !check(&self.gateway.stats()) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {:?}", self.gateway.stats());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// An Ed25519 signing key published like auth's, minting access tokens.
+pub struct TokenMint {
+    key: SigningKey,
+    kid: String,
+}
+
+impl TokenMint {
+    pub fn new() -> Self {
+        Self { key: SigningKey::from_bytes(&rand::random::<[u8; 32]>()), kid: format!("test-{}", UserId::new()) }
+    }
+
+    pub fn jwk(&self) -> Jwk {
+        Jwk::ed25519(self.kid.clone(), &self.key.verifying_key().to_bytes())
+    }
+
+    pub async fn publish(&self, broker: &Broker) {
+        let set = KeySet { keys: vec![self.jwk()] };
+        broker.kv_set(KEY_SET_KV_KEY, &serde_json::to_string(&set).unwrap(), None).await.unwrap();
+    }
+
+    fn sign(&self, claims: &Claims, key: &SigningKey) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let der = key.to_pkcs8_der().unwrap();
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(der.as_bytes())).unwrap()
+    }
+
+    /// A valid token for `user`, living `ttl_secs` from now.
+    pub fn token(&self, user: &UserId, name: &str, ttl_secs: u64) -> String {
+        let now = unix_now();
+        self.sign(&Claims::new(user, name, "herald", "herald", now, ttl_secs), &self.key)
+    }
+
+    /// A token that expired an hour ago (beyond any leeway).
+    pub fn expired(&self, user: &UserId, name: &str) -> String {
+        let issued = unix_now() - 7200;
+        self.sign(&Claims::new(user, name, "herald", "herald", issued, 3600), &self.key)
+    }
+
+    /// A token naming our key id but signed by another key.
+    pub fn forged(&self, user: &UserId, name: &str) -> String {
+        let other = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        self.sign(&Claims::new(user, name, "herald", "herald", unix_now(), 600), &other)
+    }
+
+    /// An unsigned token with `alg: none`.
+    pub fn unsigned(&self, user: &UserId, name: &str) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(json!({"alg": "none", "typ": "JWT", "kid": self.kid}).to_string());
+        let claims = Claims::new(user, name, "herald", "herald", unix_now(), 600);
+        let payload = b64.encode(serde_json::to_vec(&claims).unwrap());
+        format!("{header}.{payload}.")
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// A close frame with this code.
+    Closed(u16),
+    /// The socket ended without a close frame.
+    Dropped,
+}
+
+/// A WebSocket client speaking the JSON protocol; answers server pings (`{}`) by itself
+/// unless told not to.
+pub struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    inbox: VecDeque<Value>,
+    next_id: u32,
+    pub answer_pings: bool,
+    pub pings_seen: usize,
+}
+
+impl WsClient {
+    pub async fn open(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Self::from_stream(ws)
+    }
+
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self { ws, inbox: VecDeque::new(), next_id: 0, answer_pings: true, pings_seen: 0 }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.unwrap();
+    }
+
+    /// Sends `{"id":N,"<method>":body}` and returns the reply with that id (pushes that
+    /// arrive meanwhile are kept for [`Self::next_push`]).
+    pub async fn call(&mut self, method: &str, body: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send_text(&json!({"id": id, method: body}).to_string()).await;
+        self.reply(id).await
+    }
+
+    /// Waits for the reply with `id`.
+    pub async fn reply(&mut self, id: u32) -> Value {
+        if let Some(at) = self.inbox.iter().position(|m| m["id"] == id) {
+            return self.inbox.remove(at).unwrap();
+        }
+        loop {
+            let message = self.read_message().await;
+            if message["id"] == id {
+                return message;
+            }
+            self.inbox.push_back(message);
+        }
+    }
+
+    pub async fn connect(&mut self, token: &str) -> Value {
+        self.call("connect", json!({"token": token, "name": "test"})).await
+    }
+
+    /// The next push (a message without id).
+    pub async fn next_push(&mut self) -> Value {
+        if let Some(at) = self.inbox.iter().position(|m| m.get("id").is_none()) {
+            return self.inbox.remove(at).unwrap();
+        }
+        loop {
+            let message = self.read_message().await;
+            if message.get("id").is_none() {
+                return message;
+            }
+            self.inbox.push_back(message);
+        }
+    }
+
+    /// The next publication push of `channel`.
+    pub async fn next_publication(&mut self, channel: &str) -> Value {
+        loop {
+            let push = self.next_push().await;
+            if push["push"]["channel"] == channel && push["push"].get("pub").is_some() {
+                return push["push"]["pub"].clone();
+            }
+        }
+    }
+
+    /// Reads one protocol message (splitting batched frames), answering pings.
+    async fn read_message(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a message")
+                .expect("connection ended")
+                .expect("websocket error");
+            let text = match frame {
+                Message::Text(text) => text.to_string(),
+                Message::Close(close) => panic!("connection closed: {close:?}"),
+                _ => continue,
+            };
+            let mut messages: VecDeque<Value> =
+                text.split('\n').filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+            let mut first = None;
+            while let Some(message) = messages.pop_front() {
+                if message.as_object().is_some_and(serde_json::Map::is_empty) {
+                    self.pings_seen += 1;
+                    if self.answer_pings {
+                        self.send_text("{}").await;
+                    }
+                    continue;
+                }
+                if first.is_none() {
+                    first = Some(message);
+                } else {
+                    self.inbox.push_back(message);
+                }
+            }
+            if let Some(message) = first {
+                return message;
+            }
+        }
+    }
+
+    /// Reads until the connection ends and says how.
+    pub async fn ending(&mut self) -> Ending {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for the end");
+            match next {
+                None | Some(Err(_)) => return Ending::Dropped,
+                Some(Ok(Message::Close(Some(frame)))) => return Ending::Closed(u16::from(frame.code)),
+                Some(Ok(Message::Close(None))) => return Ending::Closed(u16::from(CloseCode::Status)),
+                Some(Ok(Message::Text(text))) => {
+                    if text.split('\n').any(|l| l.trim() == "{}") && self.answer_pings {
+                        let _ = self.ws.send(Message::text("{}")).await;
+                    }
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Reads until the connection ends and returns the close code (panics without one).
+    pub async fn close_code(&mut self) -> u16 {
+        match self.ending().await {
+            Ending::Closed(code) => code,
+            Ending::Dropped => panic!("connection dropped without a close frame"),
+        }
+    }
+
+    /// The raw next text frame (simple endpoints).
+    pub async fn next_line(&mut self) -> String {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a line")
+                .expect("connection ended")
+                .expect("websocket error");
+            match frame {
+                Message::Text(text) => return text.to_string(),
+                Message::Close(close) => panic!("connection closed: {close:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether a text frame arrives within `wait`.
+    pub async fn nothing_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(Message::Text(text)))) => panic!("unexpected message: {text}"),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(other) => panic!("unexpected: {other:?}"),
+            }
+        }
+    }
+}
+
+/// Error code of a reply, if it is an error.
+pub fn error_code(reply: &Value) -> Option<u64> {
+    reply.get("error").and_then(|e| e["code"].as_u64())
+}

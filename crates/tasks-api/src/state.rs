@@ -1,0 +1,125 @@
+//! [`TasksApi`]: everything the handlers and background loops share, built once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use herald_broker::Broker;
+use herald_common::auth::{Verifier, VerifierConfig};
+use herald_service::Readiness;
+use herald_service::tokens::{BrokerKeySource, DEFAULT_REFETCH_INTERVAL, TokenVerifier};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::settings::Settings;
+use crate::store::Store;
+use crate::{outbox, sweep};
+
+/// Longest wait for the first read of the signing keys at start-up. Without keys every
+/// request is refused until the key set arrives, so it is worth a short wait; a broker that
+/// is down must not stop the service from starting.
+const FIRST_KEY_READ_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Longest wait for a database connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The state of the tasks service. Cheap to clone: every part is shared.
+#[derive(Debug, Clone)]
+pub struct TasksApi {
+    pub(crate) store: Store,
+    pub(crate) broker: Broker,
+    pub(crate) verifier: TokenVerifier,
+    /// Wakes the outbox relay of this process right after a write commits.
+    pub(crate) relay_wake: Arc<Notify>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+impl TasksApi {
+    /// Opens the store (migrating SQLite, or Postgres with `auto_migrate`) and reads the
+    /// signing keys through `broker` (a failure there is logged; the keys are read again in
+    /// the background and on the first unknown `kid`).
+    pub async fn build(settings: &Settings, broker: Broker) -> anyhow::Result<Self> {
+        let store = Store::connect(settings.database_url.expose(), ACQUIRE_TIMEOUT)
+            .await
+            .context("opening the database")?;
+        if matches!(store, Store::Sqlite(_)) || settings.auto_migrate {
+            store.migrate().await.context("applying migrations")?;
+        }
+        Ok(Self::with_store(settings, store, broker).await)
+    }
+
+    /// Like [`Self::build`] over an opened (and migrated) store.
+    pub async fn with_store(settings: &Settings, store: Store, broker: Broker) -> Self {
+        let verifier = TokenVerifier::new(
+            Verifier::new(VerifierConfig {
+                issuer: settings.jwt.issuer.clone(),
+                audience: settings.jwt.audience.clone(),
+                leeway_secs: settings.jwt.leeway,
+            }),
+            BrokerKeySource::new(broker.clone()),
+            DEFAULT_REFETCH_INTERVAL,
+        );
+        match tokio::time::timeout(FIRST_KEY_READ_TIMEOUT, verifier.refresh()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = format!("{err:#}"), "signing keys not read yet; will retry"),
+            Err(_) => tracing::warn!("reading the signing keys timed out; will retry"),
+        }
+        Self {
+            store,
+            broker,
+            verifier,
+            relay_wake: Arc::new(Notify::new()),
+            settings: Arc::new(settings.clone()),
+        }
+    }
+
+    /// The store (tests and the `migrate` subcommand use it directly).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The broker the relay appends to.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// The token verifier of the bearer checks.
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.verifier
+    }
+
+    /// Readiness of tasks-api: the database answers. Redis is deliberately not checked
+    /// (design section 5): tasks are still written, with their events kept in the outbox,
+    /// and tokens are still verified with the last key set while Redis is down.
+    pub fn readiness(&self) -> Readiness {
+        let store = self.store.clone();
+        Readiness::new().with_check("database", move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|err| format!("{err}: {}", source_text(&err))) }
+        })
+    }
+
+    /// Starts the background loops on `tracker`, each stopping when `shutdown` is
+    /// cancelled: the outbox relay, the sweep of sent outbox rows and expired idempotency
+    /// keys, and the periodic read of the signing keys.
+    pub fn spawn_background(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
+        tracker.spawn(outbox::run_relay(self.clone(), shutdown.clone()));
+        tracker.spawn(sweep::run_sweep(self.clone(), shutdown.clone()));
+        tracker.spawn(self.verifier.clone().run(self.settings.key_refresh_interval, shutdown));
+    }
+}
+
+/// Renders the sources of an error (sqlx's messages are in the source chain).
+pub(crate) fn source_text(err: &dyn std::error::Error) -> String {
+    let mut text = String::new();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
