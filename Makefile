@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test test-rust lint fmt bench sqlx-prepare check
+.PHONY: help run test test-rust test-sdk lint fmt bench sqlx-prepare check
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -10,10 +10,14 @@ help: ## list the targets
 run: ## build and start the embedded `herald` (one process, http://127.0.0.1:8080)
 	$(CARGO) run --release -p herald
 
-test: test-rust ## the whole test suite (needs Redis and Postgres; see README)
+test: test-rust test-sdk ## the whole test suite (needs Redis and Postgres; see README)
 
 test-rust: ## Rust tests of every crate, against real Redis and Postgres
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+test-sdk: ## the npm centrifuge SDK against real herald-auth and herald-gateway (tests/sdk, Node 20)
+	$(CARGO) build -p herald-auth -p herald-gateway --bins
+	cd tests/sdk && npm ci --no-audit --no-fund --ignore-scripts && node --test --test-concurrency=1
 
 lint: ## formatting and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -43,8 +47,8 @@ HERALD_IMAGE ?= herald:dev
 
 .PHONY: dev deploy-tools deploy-check k8s-check compose-check image
 
-dev: ## the four services as separate processes on local Redis and Postgres (deploy/dev.sh)
-	deploy/dev.sh
+dev: ## the four services as separate processes on local Redis and Postgres (DEV_ARGS=--release)
+	deploy/dev.sh $(DEV_ARGS)
 
 $(DEPLOY_TOOLS): deploy/requirements.txt
 	python3 -m venv $(DEPLOY_VENV)

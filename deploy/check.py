@@ -172,6 +172,9 @@ def check_prometheus(compose_services: set[str]) -> list[str]:
     promtool = find_tool("promtool")
     if promtool:
         run_tool([promtool, "check", "config", str(path)], "promtool check config", cwd=DEPLOY)
+        tests = DEPLOY / "prometheus-alerts.test.yml"
+        if tests.is_file():
+            run_tool([promtool, "test", "rules", tests.name], "promtool test rules (alert unit tests)", cwd=DEPLOY)
     else:
         print("  skip  promtool not found: config and PromQL checked structurally only")
     return exprs
@@ -306,10 +309,10 @@ def check_compose_file() -> dict:
     redis_cmd = " ".join(services["redis"].get("command", []))
     if "--appendonly yes" not in redis_cmd:
         error("redis must run with --appendonly yes")
-    setup = " ".join(services["setup"].get("command", []))
+    setup = " ".join(services["migrate"].get("command", []))
     for step in ("herald-auth migrate", "herald-tasks-api migrate"):
         if step not in setup:
-            error(f"the setup step does not run `{step}`")
+            error(f"the migrate step does not run `{step}`")
     for name in ("gateway-1", "gateway-2"):
         env = services[name].get("environment") or {}
         drain = int(env.get("HERALD_DRAIN_WINDOW", "0"))
@@ -321,6 +324,49 @@ def check_compose_file() -> dict:
             error(f"{name} must be under the `tracing` profile")
     ok(f"{len(services)} services, commands, ports, AOF, migrations, drain vs grace, profiles")
     return compose
+
+
+# --- Dockerfile -----------------------------------------------------------------------------------
+
+
+def check_dockerfile(compose: dict) -> None:
+    print("deploy/Dockerfile")
+    before = len(errors)
+    text = (DEPLOY / "Dockerfile").read_text()
+    build = re.search(r"RUN cargo build(?:[^\n\\]|\\\n)*", text)
+    packages = re.findall(r"-p ([A-Za-z][\w-]*)", build.group(0)) if build else []
+    copied = set(re.findall(r"target/release/(\S+)", text))
+    if set(packages) != copied:
+        error(f"the packages built ({packages}) differ from the binaries copied ({sorted(copied)})")
+    if "SQLX_OFFLINE=true" not in text:
+        error("the build must set SQLX_OFFLINE=true")
+    if not re.search(r"^USER (?!0|root)", text, re.M):
+        error("the runtime image must run as a non-root user")
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    for needed in (".sqlx", "Cargo.lock", "migrations", "crates"):
+        if any(pattern.rstrip("/") == needed for pattern in ignored):
+            error(f"Dockerfile.dockerignore must not exclude {needed}")
+    commands = {c[0] for svc in compose["services"].values()
+                if svc.get("image", "").startswith("${HERALD_IMAGE") and isinstance(c := svc.get("command"), list)
+                and c and c[0].startswith("herald")}
+    for command in commands - copied:
+        error(f"compose runs {command}, which the image does not contain")
+    cargo = shutil.which("cargo")
+    if not cargo:
+        print("  skip  cargo not found: package names not checked against the workspace")
+    else:
+        result = subprocess.run([cargo, "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            error(f"cargo metadata failed: {result.stderr.strip()}")
+        else:
+            bins = {p["name"]: [t["name"] for t in p["targets"] if "bin" in t["kind"]]
+                    for p in json.loads(result.stdout)["packages"]}
+            for package in packages:
+                if package not in bins.get(package, []):
+                    error(f"the workspace has no package {package} with a binary of that name")
+    if len(errors) == before:
+        ok(f"builds and copies {', '.join(packages)}; offline queries; non-root; every compose command present")
 
 
 # --- nginx ---------------------------------------------------------------------------------------
@@ -520,6 +566,10 @@ def check_k8s(files: list[str]) -> None:
                           f"+ drain {drain}s")
                 else:
                     ok(f"gateway grace {grace}s > preStop {pre_sleep}s + drain window {drain}s")
+                min_ready = dep["spec"].get("minReadySeconds", 0)
+                if min_ready < pre_sleep + drain:
+                    error(f"gateway minReadySeconds {min_ready} < preStop {pre_sleep}s + drain {drain}s: "
+                          "a rollout would drain several gateways at once")
         ok("Deployments: commands, probes, resources, preStop, ports, non-root")
 
         services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
@@ -614,6 +664,7 @@ def main(argv: list[str]) -> int:
         exprs = check_prometheus(names)
         exprs += check_grafana(compose)
         check_collector()
+        check_dockerfile(compose)
         check_nginx(names)
         print("metric names")
         check_metric_names("dashboard and alerts", exprs, metrics_in_code())

@@ -162,7 +162,7 @@ start() {
 }
 
 for svc in "${SERVICES[@]}"; do
-  HERALD_LISTEN="127.0.0.1:${PORT[$svc]}" start "$svc" "$bin/herald-$svc"
+  start "$svc" env HERALD_LISTEN="127.0.0.1:${PORT[$svc]}" "$bin/herald-$svc"
 done
 
 nginx_bin="$(command -v nginx || true)"

@@ -182,14 +182,24 @@ mod tests {
         assert_eq!(Username::parse(&"a".repeat(33)), Err(InvalidField::TooLong));
         assert!(Username::parse(&"a".repeat(32)).is_ok());
         for bad in ["ali ce", "alice!", "élise", "al/ice", "al%ce"] {
-            assert_eq!(Username::parse(bad), Err(InvalidField::InvalidCharacters), "{bad}");
+            assert_eq!(
+                Username::parse(bad),
+                Err(InvalidField::InvalidCharacters),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn passwords_must_be_8_to_128_characters() {
-        assert_eq!(Password::parse("short".into()).err(), Some(InvalidField::TooShort));
-        assert_eq!(Password::parse("x".repeat(129)).err(), Some(InvalidField::TooLong));
+        assert_eq!(
+            Password::parse("short".into()).err(),
+            Some(InvalidField::TooShort)
+        );
+        assert_eq!(
+            Password::parse("x".repeat(129)).err(),
+            Some(InvalidField::TooLong)
+        );
         assert!(Password::parse("correct horse".into()).is_ok());
         assert!(Password::presented("x".repeat(129)).is_none());
     }
@@ -202,7 +212,10 @@ mod tests {
 
     #[test]
     fn prefixes_escape_like_wildcards() {
-        assert_eq!(UsernamePrefix::parse("Al_").unwrap().like_pattern(), "al\\_%");
+        assert_eq!(
+            UsernamePrefix::parse("Al_").unwrap().like_pattern(),
+            "al\\_%"
+        );
         assert_eq!(UsernamePrefix::parse("").unwrap().like_pattern(), "%");
         assert!(UsernamePrefix::parse("a%").is_err());
     }

@@ -62,7 +62,12 @@ impl From<AuthError> for ApiError {
                     .map(|(field, reason)| describe(field, *reason))
                     .collect::<Vec<_>>()
                     .join("; ");
-                ApiError::validation(message, fields.iter().map(|(field, reason)| (*field, reason.as_str())))
+                ApiError::validation(
+                    message,
+                    fields
+                        .iter()
+                        .map(|(field, reason)| (*field, reason.as_str())),
+                )
             }
             AuthError::UnsupportedGrant => ApiError::bad_request("unsupported grant_type"),
             AuthError::UsernameTaken => ApiError::conflict("username is taken"),

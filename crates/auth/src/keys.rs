@@ -61,7 +61,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,7 +76,9 @@ impl SigningKey {
 
     /// Parses a PKCS#8 PEM private key.
     pub fn from_pem(pem: &str) -> Option<Self> {
-        ed25519_dalek::SigningKey::from_pkcs8_pem(pem).ok().map(|key| Self::from_dalek(&key))
+        ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+            .ok()
+            .map(|key| Self::from_dalek(&key))
     }
 
     /// A new random key as PKCS#8 PEM (for key files in tests and `herald-auth gen-key`).
@@ -94,8 +98,15 @@ impl SigningKey {
         jwk.kid.clone_from(&kid);
         // A freshly derived PKCS#8 document always encodes; an empty one would fail loudly
         // at the first signature rather than here.
-        let der = key.to_pkcs8_der().map(|doc| doc.as_bytes().to_vec()).unwrap_or_default();
-        Self { kid, encoding: EncodingKey::from_ed_der(&der), jwk }
+        let der = key
+            .to_pkcs8_der()
+            .map(|doc| doc.as_bytes().to_vec())
+            .unwrap_or_default();
+        Self {
+            kid,
+            encoding: EncodingKey::from_ed_der(&der),
+            jwk,
+        }
     }
 
     /// The key id (RFC 7638 thumbprint).
@@ -112,7 +123,8 @@ impl SigningKey {
     pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| KeyError::Sign(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| KeyError::Sign(e.to_string()))
     }
 }
 
@@ -172,7 +184,10 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("file", &self.file).field("current", &self.current().kid).finish()
+        f.debug_struct("KeyRing")
+            .field("file", &self.file)
+            .field("current", &self.current().kid)
+            .finish()
     }
 }
 
@@ -188,28 +203,54 @@ impl KeyRing {
         Self::new(key, None, None, timing)
     }
 
-    fn new(key: SigningKey, file_digest: Option<[u8; 32]>, file: Option<PathBuf>, timing: KeyTiming) -> Self {
-        let published = Arc::new(KeySet { keys: vec![key.jwk.clone()] });
+    fn new(
+        key: SigningKey,
+        file_digest: Option<[u8; 32]>,
+        file: Option<PathBuf>,
+        timing: KeyTiming,
+    ) -> Self {
+        let published = Arc::new(KeySet {
+            keys: vec![key.jwk.clone()],
+        });
         Self {
             file,
             timing,
-            state: RwLock::new(RingState { current: Arc::new(key), file_digest, retired: Vec::new(), published }),
+            state: RwLock::new(RingState {
+                current: Arc::new(key),
+                file_digest,
+                retired: Vec::new(),
+                published,
+            }),
         }
     }
 
     /// The key that signs now.
     pub fn current(&self) -> Arc<SigningKey> {
-        Arc::clone(&self.state.read().unwrap_or_else(PoisonError::into_inner).current)
+        Arc::clone(
+            &self
+                .state
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .current,
+        )
     }
 
     /// The key set last published (what `/auth/jwks.json` serves).
     pub fn published(&self) -> Arc<KeySet> {
-        Arc::clone(&self.state.read().unwrap_or_else(PoisonError::into_inner).published)
+        Arc::clone(
+            &self
+                .state
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .published,
+        )
     }
 
     /// Reads the key file; a key different from the current one is returned, not installed.
     pub fn poll_file(&self) -> Result<Option<Candidate>, KeyError> {
-        let Some(file) = &self.file else { return Ok(None) };
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
         let (key, digest) = read_key(file)?;
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         if state.file_digest == Some(digest) || key.kid == state.current.kid {
@@ -223,13 +264,22 @@ impl KeyRing {
     pub fn local_set(&self, now: u64, candidate: Option<&Candidate>) -> KeySet {
         let lease_until = now + self.timing.lease();
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        let leased = |key: &SigningKey| Jwk { herald_retire_at: Some(lease_until), ..key.jwk.clone() };
+        let leased = |key: &SigningKey| Jwk {
+            herald_retire_at: Some(lease_until),
+            ..key.jwk.clone()
+        };
         let mut keys = Vec::new();
         if let Some(candidate) = candidate {
             keys.push(leased(&candidate.key));
         }
         keys.push(leased(&state.current));
-        keys.extend(state.retired.iter().filter(|k| k.herald_retire_at.is_some_and(|t| t > now)).cloned());
+        keys.extend(
+            state
+                .retired
+                .iter()
+                .filter(|k| k.herald_retire_at.is_some_and(|t| t > now))
+                .cloned(),
+        );
         KeySet { keys }
     }
 
@@ -238,8 +288,13 @@ impl KeyRing {
     pub fn install(&self, candidate: Candidate, now: u64) {
         let retire_at = now + self.timing.retention();
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        let previous = Jwk { herald_retire_at: Some(retire_at), ..state.current.jwk.clone() };
-        state.retired.retain(|k| k.kid != candidate.key.kid && k.herald_retire_at.is_some_and(|t| t > now));
+        let previous = Jwk {
+            herald_retire_at: Some(retire_at),
+            ..state.current.jwk.clone()
+        };
+        state
+            .retired
+            .retain(|k| k.kid != candidate.key.kid && k.herald_retire_at.is_some_and(|t| t > now));
         state.retired.push(previous);
         state.current = Arc::new(candidate.key);
         state.file_digest = Some(candidate.digest);
@@ -247,7 +302,10 @@ impl KeyRing {
 
     fn set_published(&self, set: KeySet) -> Arc<KeySet> {
         let set = Arc::new(set);
-        self.state.write().unwrap_or_else(PoisonError::into_inner).published = Arc::clone(&set);
+        self.state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .published = Arc::clone(&set);
         set
     }
 
@@ -255,7 +313,11 @@ impl KeyRing {
     /// the broker's set, write it back, then (only once the new key is published) switch to
     /// signing with it. `verifier` gets the merged set either way, so auth's own bearer checks
     /// accept every published key.
-    pub async fn publish(&self, broker: &Broker, verifier: &TokenVerifier) -> anyhow::Result<Arc<KeySet>> {
+    pub async fn publish(
+        &self,
+        broker: &Broker,
+        verifier: &TokenVerifier,
+    ) -> anyhow::Result<Arc<KeySet>> {
         let now = unix_now();
         let candidate = match self.poll_file() {
             Ok(candidate) => candidate,
@@ -274,8 +336,15 @@ impl KeyRing {
                 None => KeySet::default(),
             };
             let merged = merge(&local, &remote, now);
-            let ttl = merged.keys.iter().filter_map(|k| k.herald_retire_at).max().map(|t| Duration::from_secs(t.saturating_sub(now) + 1));
-            broker.kv_set(KEY_SET_KV_KEY, &serde_json::to_string(&merged)?, ttl).await?;
+            let ttl = merged
+                .keys
+                .iter()
+                .filter_map(|k| k.herald_retire_at)
+                .max()
+                .map(|t| Duration::from_secs(t.saturating_sub(now) + 1));
+            broker
+                .kv_set(KEY_SET_KV_KEY, &serde_json::to_string(&merged)?, ttl)
+                .await?;
             anyhow::Ok(merged)
         }
         .await;
@@ -314,14 +383,19 @@ pub fn merge(local: &KeySet, remote: &KeySet, now: u64) -> KeySet {
 }
 
 fn read_key(file: &Path) -> Result<(SigningKey, [u8; 32]), KeyError> {
-    let pem = std::fs::read_to_string(file).map_err(|source| KeyError::Read { path: file.to_owned(), source })?;
+    let pem = std::fs::read_to_string(file).map_err(|source| KeyError::Read {
+        path: file.to_owned(),
+        source,
+    })?;
     let key = SigningKey::from_pem(&pem).ok_or_else(|| KeyError::Parse(file.to_owned()))?;
     Ok((key, Sha256::digest(pem.as_bytes()).into()))
 }
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -335,7 +409,11 @@ mod tests {
     use super::*;
 
     fn timing() -> KeyTiming {
-        KeyTiming { access_ttl: Duration::from_secs(900), leeway: Duration::from_secs(30), refresh_interval: Duration::from_secs(10) }
+        KeyTiming {
+            access_ttl: Duration::from_secs(900),
+            leeway: Duration::from_secs(30),
+            refresh_interval: Duration::from_secs(10),
+        }
     }
 
     #[test]
@@ -344,7 +422,9 @@ mod tests {
         let now = unix_now();
         let claims = Claims::new(&UserId::new(), "alice", "herald", "herald", now, 900);
         let token = key.sign(&claims).unwrap();
-        let verifier = Verifier::new(VerifierConfig::default()).with_keys(&KeySet { keys: vec![key.jwk().clone()] });
+        let verifier = Verifier::new(VerifierConfig::default()).with_keys(&KeySet {
+            keys: vec![key.jwk().clone()],
+        });
         assert_eq!(verifier.verify(&token).unwrap(), claims);
     }
 
@@ -352,7 +432,10 @@ mod tests {
     fn the_same_pem_gives_the_same_kid() {
         let pem = SigningKey::generate_pem();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        assert_eq!(SigningKey::from_pem(&pem).unwrap().kid(), SigningKey::from_pem(&pem).unwrap().kid());
+        assert_eq!(
+            SigningKey::from_pem(&pem).unwrap().kid(),
+            SigningKey::from_pem(&pem).unwrap().kid()
+        );
         assert!(SigningKey::from_pem("not a key").is_none());
     }
 
@@ -362,7 +445,13 @@ mod tests {
         let old = ring.current().kid().to_owned();
         let new = SigningKey::generate();
         let new_kid = new.kid().to_owned();
-        ring.install(Candidate { key: new, digest: [1; 32] }, 1_000);
+        ring.install(
+            Candidate {
+                key: new,
+                digest: [1; 32],
+            },
+            1_000,
+        );
         assert_eq!(ring.current().kid(), new_kid);
         let set = ring.local_set(1_000, None);
         assert_eq!(set.keys[0].kid, new_kid);
@@ -372,12 +461,26 @@ mod tests {
 
     #[test]
     fn merging_keeps_other_instances_keys_until_their_lease_ends() {
-        let local = KeySet { keys: vec![Jwk { herald_retire_at: Some(500), ..Jwk::ed25519("mine", &[1; 32]) }] };
+        let local = KeySet {
+            keys: vec![Jwk {
+                herald_retire_at: Some(500),
+                ..Jwk::ed25519("mine", &[1; 32])
+            }],
+        };
         let remote = KeySet {
             keys: vec![
-                Jwk { herald_retire_at: Some(400), ..Jwk::ed25519("theirs", &[2; 32]) },
-                Jwk { herald_retire_at: Some(100), ..Jwk::ed25519("stale", &[3; 32]) },
-                Jwk { herald_retire_at: Some(50), ..Jwk::ed25519("mine", &[1; 32]) },
+                Jwk {
+                    herald_retire_at: Some(400),
+                    ..Jwk::ed25519("theirs", &[2; 32])
+                },
+                Jwk {
+                    herald_retire_at: Some(100),
+                    ..Jwk::ed25519("stale", &[3; 32])
+                },
+                Jwk {
+                    herald_retire_at: Some(50),
+                    ..Jwk::ed25519("mine", &[1; 32])
+                },
             ],
         };
         let merged = merge(&local, &remote, 200);

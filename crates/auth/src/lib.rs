@@ -46,7 +46,12 @@ pub use crate::{
 /// The broker `settings` ask for: Redis when `HERALD_REDIS_URL` is set and not empty, else
 /// in memory (only useful when every service shares this process).
 pub fn broker_from_settings(settings: &Settings) -> anyhow::Result<Broker> {
-    match settings.redis_url.as_ref().map(|url| url.expose().trim()).filter(|url| !url.is_empty()) {
+    match settings
+        .redis_url
+        .as_ref()
+        .map(|url| url.expose().trim())
+        .filter(|url| !url.is_empty())
+    {
         Some(url) => {
             let config = RedisConfig::new(url).with_prefix(settings.redis_prefix.clone());
             Broker::redis(&config).context("configuring Redis")
@@ -57,9 +62,12 @@ pub fn broker_from_settings(settings: &Settings) -> anyhow::Result<Broker> {
 
 /// Applies the database migrations (`herald-auth migrate`).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let store = store::Store::connect(settings.database_url.expose(), std::time::Duration::from_secs(10))
-        .await
-        .context("opening the database")?;
+    let store = store::Store::connect(
+        settings.database_url.expose(),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .context("opening the database")?;
     store.migrate().await.context("applying migrations")?;
     Ok(())
 }
@@ -76,7 +84,9 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +103,8 @@ impl Application {
         let state = AuthState::build(&settings, broker).await?;
         let metrics = metrics::install().context("installing the metrics recorder")?;
         let readiness = state.readiness();
-        let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -110,7 +121,13 @@ impl Application {
         let shutdown = CancellationToken::new();
         state.spawn_background(&tracker, shutdown.clone());
         tracker.spawn(shutdown::stop_server_on(shutdown.clone(), server.handle()));
-        Ok(Self { port, server, state, tracker, shutdown })
+        Ok(Self {
+            port,
+            server,
+            state,
+            tracker,
+            shutdown,
+        })
     }
 
     /// The bound port (useful with port 0).

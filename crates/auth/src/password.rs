@@ -32,7 +32,11 @@ pub struct HashSettings {
 
 impl Default for HashSettings {
     fn default() -> Self {
-        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
@@ -74,11 +78,19 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     /// Validates the parameters and prepares the dummy hash (one hash, on a blocking thread).
     pub async fn new(settings: HashSettings) -> Result<Self, HashError> {
-        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
-            .map_err(|e| HashError(e.to_string()))?;
+        let params = Params::new(
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            None,
+        )
+        .map_err(|e| HashError(e.to_string()))?;
         let unguessable: [u8; 32] = rand::random();
         let dummy = hash_blocking(params.clone(), unguessable.to_vec()).await?;
-        Ok(Self { params, dummy: Arc::new(dummy) })
+        Ok(Self {
+            params,
+            dummy: Arc::new(dummy),
+        })
     }
 
     /// Hashes a new password with a fresh random salt.
@@ -88,7 +100,11 @@ impl PasswordHasher {
 
     /// Whether `password` matches `stored`; with `stored == None` (unknown user) it does the
     /// same work against the dummy hash and answers `false`.
-    pub async fn verify(&self, password: &Password, stored: Option<&PasswordHash>) -> Result<bool, HashError> {
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&PasswordHash>,
+    ) -> Result<bool, HashError> {
         let (phc, real) = match stored {
             Some(hash) => (hash.clone(), true),
             None => ((*self.dummy).clone(), false),
@@ -127,7 +143,11 @@ mod tests {
     use super::*;
 
     fn cheap() -> HashSettings {
-        HashSettings { memory_kib: 1024, iterations: 1, parallelism: 1 }
+        HashSettings {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
     }
 
     #[tokio::test]

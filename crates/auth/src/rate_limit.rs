@@ -24,7 +24,10 @@ pub struct RateLimitSettings {
 
 impl Default for RateLimitSettings {
     fn default() -> Self {
-        Self { token_per_ip_per_minute: 30, token_per_username_per_minute: 10 }
+        Self {
+            token_per_ip_per_minute: 30,
+            token_per_username_per_minute: 10,
+        }
     }
 }
 
@@ -49,7 +52,8 @@ impl TokenRateLimits {
         let quota = |n: u32| NonZeroU32::new(n).map(Quota::per_minute);
         Self {
             per_ip: quota(settings.token_per_ip_per_minute).map(DefaultKeyedRateLimiter::keyed),
-            per_username: quota(settings.token_per_username_per_minute).map(DefaultKeyedRateLimiter::keyed),
+            per_username: quota(settings.token_per_username_per_minute)
+                .map(DefaultKeyedRateLimiter::keyed),
         }
     }
 
@@ -76,11 +80,16 @@ impl TokenRateLimits {
     }
 }
 
-fn check<K: std::hash::Hash + Eq + Clone>(limiter: Option<&DefaultKeyedRateLimiter<K>>, key: &K) -> Result<(), Duration> {
-    let Some(limiter) = limiter else { return Ok(()) };
-    limiter
-        .check_key(key)
-        .map_err(|not_until| not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: Option<&DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Result<(), Duration> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter.check_key(key).map_err(|not_until| {
+        not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+    })
 }
 
 #[cfg(test)]
@@ -90,7 +99,10 @@ mod tests {
 
     #[test]
     fn the_limit_applies_per_key_and_says_how_long_to_wait() {
-        let limits = TokenRateLimits::new(RateLimitSettings { token_per_ip_per_minute: 2, token_per_username_per_minute: 0 });
+        let limits = TokenRateLimits::new(RateLimitSettings {
+            token_per_ip_per_minute: 2,
+            token_per_username_per_minute: 0,
+        });
         let a: IpAddr = "1.1.1.1".parse().unwrap();
         let b: IpAddr = "2.2.2.2".parse().unwrap();
         assert!(limits.check_ip(a).is_ok());

@@ -65,7 +65,9 @@ impl AuthState {
         if matches!(store, Store::Sqlite(_)) || settings.auto_migrate {
             store.migrate().await.context("applying migrations")?;
         }
-        let hasher = PasswordHasher::new(settings.password_hash).await.context("preparing password hashing")?;
+        let hasher = PasswordHasher::new(settings.password_hash)
+            .await
+            .context("preparing password hashing")?;
         let keys = Arc::new(load_keys(settings)?);
         let verifier_config = VerifierConfig {
             issuer: settings.jwt.common.issuer.clone(),
@@ -79,7 +81,10 @@ impl AuthState {
         );
         match tokio::time::timeout(FIRST_PUBLISH_TIMEOUT, keys.publish(&broker, &verifier)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::warn!(error = format!("{err:#}"), "key set not published yet; will retry"),
+            Ok(Err(err)) => tracing::warn!(
+                error = format!("{err:#}"),
+                "key set not published yet; will retry"
+            ),
             Err(_) => tracing::warn!("key set publication timed out; will retry"),
         }
         Ok(Self {
@@ -116,7 +121,12 @@ impl AuthState {
         let store = self.store.clone();
         Readiness::new().with_check("database", move || {
             let store = store.clone();
-            async move { store.ping().await.map_err(|e| format!("{e}: {}", e.source_text())) }
+            async move {
+                store
+                    .ping()
+                    .await
+                    .map_err(|e| format!("{e}: {}", e.source_text()))
+            }
         })
     }
 
@@ -146,7 +156,11 @@ impl AuthState {
                     () = tokio::time::sleep(SWEEP_INTERVAL) => {}
                 }
                 state.limits.sweep();
-                match state.store.delete_expired_refresh_tokens(store::now()).await {
+                match state
+                    .store
+                    .delete_expired_refresh_tokens(store::now())
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "expired refresh tokens deleted"),
                     Err(err) => tracing::warn!(error = %err, "refresh token sweep failed"),
@@ -156,7 +170,11 @@ impl AuthState {
     }
 
     /// Signs an access token for `user` and stores a new refresh token in `family`.
-    pub(crate) async fn issue(&self, user: &User, family: uuid::Uuid) -> Result<IssuedTokens, AuthError> {
+    pub(crate) async fn issue(
+        &self,
+        user: &User,
+        family: uuid::Uuid,
+    ) -> Result<IssuedTokens, AuthError> {
         let refresh_token = RefreshToken::generate();
         let now = store::now();
         self.store
@@ -170,13 +188,28 @@ impl AuthState {
             })
             .await?;
         let (access_token, expires_in) = self.sign_access_token(user.id, user.username.as_str())?;
-        Ok(IssuedTokens { access_token, expires_in, refresh_token })
+        Ok(IssuedTokens {
+            access_token,
+            expires_in,
+            refresh_token,
+        })
     }
 
     /// An access token for `user`, and its lifetime in seconds.
-    pub(crate) fn sign_access_token(&self, user: UserId, name: &str) -> Result<(String, u64), AuthError> {
+    pub(crate) fn sign_access_token(
+        &self,
+        user: UserId,
+        name: &str,
+    ) -> Result<(String, u64), AuthError> {
         let ttl = self.tokens.access_ttl.as_secs();
-        let claims = Claims::new(&user, name, &self.tokens.common.issuer, &self.tokens.common.audience, unix_now(), ttl);
+        let claims = Claims::new(
+            &user,
+            name,
+            &self.tokens.common.issuer,
+            &self.tokens.common.audience,
+            unix_now(),
+            ttl,
+        );
         Ok((self.keys.current().sign(&claims)?, ttl))
     }
 }
@@ -194,7 +227,9 @@ fn load_keys(settings: &Settings) -> anyhow::Result<KeyRing> {
             Ok(ring)
         }
         (None, Environment::Production) => {
-            anyhow::bail!("HERALD_JWT_PRIVATE_KEY_FILE is required when HERALD_ENVIRONMENT=production")
+            anyhow::bail!(
+                "HERALD_JWT_PRIVATE_KEY_FILE is required when HERALD_ENVIRONMENT=production"
+            )
         }
         (None, Environment::Development) => {
             let key = SigningKey::generate();

@@ -74,7 +74,12 @@ mod tests {
         let b = RefreshToken::generate();
         assert_ne!(a, b);
         assert_eq!(a.expose().len(), 43);
-        assert_eq!(a.hash(), RefreshToken::presented(a.expose().to_owned()).unwrap().hash());
+        assert_eq!(
+            a.hash(),
+            RefreshToken::presented(a.expose().to_owned())
+                .unwrap()
+                .hash()
+        );
         assert_ne!(a.hash(), b.hash());
         assert!(!format!("{a:?}").contains(a.expose()));
     }

@@ -1,4 +1,4 @@
-//! Small helpers shared by the implementations.
+//! Small utilities shared by the implementations.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

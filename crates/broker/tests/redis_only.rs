@@ -12,6 +12,7 @@ use common::{
     random_prefix, test_config,
 };
 use herald_broker::{Broker, BrokerError, BrokerEvent, PublishResult, RedisConfig};
+use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_and_channel_starts_with_the_prefix_and_channel_keys_share_a_hash_tag() {
@@ -156,6 +157,17 @@ async fn publish_when_back(broker: &Broker, n: u64) -> PublishResult {
     }
 }
 
+/// The next event that is not a gap report (on a loaded machine a slow health check may
+/// cause one more reconnect, which reports the gaps again).
+async fn next_event_after_gaps(events: &mut mpsc::Receiver<BrokerEvent>) -> BrokerEvent {
+    loop {
+        match next_event(events).await {
+            BrokerEvent::GapPossible { .. } => continue,
+            other => return other,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_redis_restart_subscriptions_resume_and_every_channel_reports_a_gap() {
     let port = RedisServer::spare_port();
@@ -192,14 +204,14 @@ async fn after_a_redis_restart_subscriptions_resume_and_every_channel_reports_a_
     assert_eq!(gaps, [a.clone(), b.clone()].into_iter().collect());
     let stats = subscriber.stats();
     assert!(stats.connected);
-    assert_eq!(stats.reconnects, 1);
+    assert!(stats.reconnects >= 1);
     assert_eq!(stats.channels, 2);
 
     // Publications flow again; the history was lost with the server, so the epoch changed.
     let after = publish_when_back(&broker, 2).await;
     assert_ne!(after.epoch, before.epoch);
     assert_eq!(after.offset, 1);
-    match next_event(&mut events).await {
+    match next_event_after_gaps(&mut events).await {
         BrokerEvent::Publication {
             channel,
             publication,
@@ -214,7 +226,7 @@ async fn after_a_redis_restart_subscriptions_resume_and_every_channel_reports_a_
     // The reference counts survived: one unsubscribe of b keeps it.
     subscriber.unsubscribe(&b).await;
     broker.publish(&b, numbered(3, keep(10))).await.unwrap();
-    match next_event(&mut events).await {
+    match next_event_after_gaps(&mut events).await {
         BrokerEvent::Publication { channel, .. } => assert_eq!(channel, b),
         other => panic!("expected a publication, got {other:?}"),
     }

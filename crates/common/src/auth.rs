@@ -79,7 +79,10 @@ impl Jwk {
     /// The canonical JSON whose SHA-256 is the key's RFC 7638 thumbprint. auth uses the
     /// thumbprint as `kid`, so every instance loading the same key names it the same way.
     pub fn thumbprint_input(&self) -> String {
-        format!(r#"{{"crv":"{}","kty":"{}","x":"{}"}}"#, self.crv, self.kty, self.x)
+        format!(
+            r#"{{"crv":"{}","kty":"{}","x":"{}"}}"#,
+            self.crv, self.kty, self.x
+        )
     }
 
     /// The decoding key, if this is a well-formed Ed25519 key.
@@ -87,10 +90,16 @@ impl Jwk {
         if self.kty != KEY_TYPE_OKP || self.crv != CURVE_ED25519 {
             return None;
         }
-        if self.alg.as_deref().is_some_and(|alg| alg != ALGORITHM_EDDSA) {
+        if self
+            .alg
+            .as_deref()
+            .is_some_and(|alg| alg != ALGORITHM_EDDSA)
+        {
             return None;
         }
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&self.x).ok()?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&self.x)
+            .ok()?;
         // jsonwebtoken slices the first 32 bytes; anything else is not an Ed25519 key.
         if raw.len() != 32 {
             return None;
@@ -176,13 +185,19 @@ impl VerifyError {
             ErrorKind::ExpiredSignature => Self::Expired,
             ErrorKind::InvalidIssuer => Self::WrongIssuer,
             ErrorKind::InvalidAudience => Self::WrongAudience,
-            ErrorKind::MissingRequiredClaim(claim) => Self::InvalidClaims(format!("missing {claim}")),
-            ErrorKind::InvalidClaimFormat(claim) => Self::InvalidClaims(format!("malformed {claim}")),
+            ErrorKind::MissingRequiredClaim(claim) => {
+                Self::InvalidClaims(format!("missing {claim}"))
+            }
+            ErrorKind::InvalidClaimFormat(claim) => {
+                Self::InvalidClaims(format!("malformed {claim}"))
+            }
             ErrorKind::ImmatureSignature => Self::InvalidClaims("not valid yet (nbf)".to_owned()),
             ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm => {
                 Self::UnsupportedAlgorithm("mismatch".to_owned())
             }
-            ErrorKind::Json(_) => Self::InvalidClaims("claims do not match the expected shape".to_owned()),
+            ErrorKind::Json(_) => {
+                Self::InvalidClaims("claims do not match the expected shape".to_owned())
+            }
             _ => Self::Malformed,
         }
     }
@@ -200,7 +215,10 @@ pub struct ExternalTrust {
 impl fmt::Debug for ExternalTrust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExternalTrust")
-            .field("hmac_secret", &self.hmac_secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "hmac_secret",
+                &self.hmac_secret.as_ref().map(|_| "[redacted]"),
+            )
             .field("kids", &self.keys.keys().collect::<Vec<_>>())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
@@ -238,13 +256,21 @@ impl ExternalTrust {
         let set: jsonwebtoken::jwk::JwkSet =
             serde_json::from_str(jwks).map_err(|e| ExternalTrustError::Parse(e.to_string()))?;
         for jwk in &set.keys {
-            let kid = jwk.common.key_id.clone().ok_or_else(|| ExternalTrustError::Key("missing kid".into()))?;
-            let algorithm = external_algorithm(jwk).ok_or_else(|| ExternalTrustError::Key(format!("{kid}: no usable alg")))?;
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| ExternalTrustError::Key(format!("{kid}: {e}")))?;
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .ok_or_else(|| ExternalTrustError::Key("missing kid".into()))?;
+            let algorithm = external_algorithm(jwk)
+                .ok_or_else(|| ExternalTrustError::Key(format!("{kid}: no usable alg")))?;
+            let key = DecodingKey::from_jwk(jwk)
+                .map_err(|e| ExternalTrustError::Key(format!("{kid}: {e}")))?;
             if let (Algorithm::EdDSA, Ok(raw)) = (algorithm, key.try_get_as_bytes())
                 && raw.len() != 32
             {
-                return Err(ExternalTrustError::Key(format!("{kid}: not an Ed25519 key")));
+                return Err(ExternalTrustError::Key(format!(
+                    "{kid}: not an Ed25519 key"
+                )));
             }
             self.keys.insert(kid, (algorithm, key));
         }
@@ -324,12 +350,20 @@ impl fmt::Debug for Verifier {
 impl Verifier {
     /// A verifier with no keys yet (every Herald token is [`VerifyError::UnknownKid`]).
     pub fn new(config: VerifierConfig) -> Self {
-        Self { config, keys: HashMap::new(), external: ExternalTrust::none() }
+        Self {
+            config,
+            keys: HashMap::new(),
+            external: ExternalTrust::none(),
+        }
     }
 
     /// Replaces the key set; malformed keys are skipped. Returns how many keys are usable.
     pub fn set_keys(&mut self, set: &KeySet) -> usize {
-        self.keys = set.keys.iter().filter_map(|jwk| Some((jwk.kid.clone(), jwk.decoding_key()?))).collect();
+        self.keys = set
+            .keys
+            .iter()
+            .filter_map(|jwk| Some((jwk.kid.clone(), jwk.decoding_key()?)))
+            .collect();
         self.keys.len()
     }
 
@@ -369,15 +403,27 @@ impl Verifier {
             ALGORITHM_EDDSA => {
                 let kid = header.kid.ok_or(VerifyError::MissingKid)?;
                 if let Some(key) = self.keys.get(&kid) {
-                    return self.decode(token, Algorithm::EdDSA, key, &self.config.issuer, &self.config.audience);
+                    return self.decode(
+                        token,
+                        Algorithm::EdDSA,
+                        key,
+                        &self.config.issuer,
+                        &self.config.audience,
+                    );
                 }
                 match self.external.keys.get(&kid) {
-                    Some((Algorithm::EdDSA, key)) => self.decode_external(token, Algorithm::EdDSA, key),
+                    Some((Algorithm::EdDSA, key)) => {
+                        self.decode_external(token, Algorithm::EdDSA, key)
+                    }
                     _ => Err(VerifyError::UnknownKid(kid)),
                 }
             }
             "HS256" | "HS384" | "HS512" => {
-                let key = self.external.hmac_secret.as_ref().ok_or_else(|| VerifyError::UnsupportedAlgorithm(header.alg.clone()))?;
+                let key = self
+                    .external
+                    .hmac_secret
+                    .as_ref()
+                    .ok_or_else(|| VerifyError::UnsupportedAlgorithm(header.alg.clone()))?;
                 let algorithm = match header.alg.as_str() {
                     "HS256" => Algorithm::HS256,
                     "HS384" => Algorithm::HS384,
@@ -400,9 +446,22 @@ impl Verifier {
         }
     }
 
-    fn decode_external(&self, token: &str, algorithm: Algorithm, key: &DecodingKey) -> Result<Claims, VerifyError> {
-        let issuer = self.external.issuer.as_deref().unwrap_or(&self.config.issuer);
-        let audience = self.external.audience.as_deref().unwrap_or(&self.config.audience);
+    fn decode_external(
+        &self,
+        token: &str,
+        algorithm: Algorithm,
+        key: &DecodingKey,
+    ) -> Result<Claims, VerifyError> {
+        let issuer = self
+            .external
+            .issuer
+            .as_deref()
+            .unwrap_or(&self.config.issuer);
+        let audience = self
+            .external
+            .audience
+            .as_deref()
+            .unwrap_or(&self.config.audience);
         let mut claims = self.decode(token, algorithm, key, issuer, audience)?;
         if claims.name.is_empty() {
             claims.name.clone_from(&claims.sub);
@@ -424,7 +483,8 @@ impl Verifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| VerifyError::from_jwt(&e))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| VerifyError::from_jwt(&e))?;
         if data.claims.sub.is_empty() {
             return Err(VerifyError::InvalidClaims("empty sub".to_owned()));
         }
@@ -435,11 +495,14 @@ impl Verifier {
 /// Reads the JOSE header without trusting anything in it yet.
 fn raw_header(token: &str) -> Result<RawHeader, VerifyError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(_payload), Some(_signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(_payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(VerifyError::Malformed);
     };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).map_err(|_| VerifyError::Malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| VerifyError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)
 }
 
@@ -454,7 +517,10 @@ pub struct RefetchLimiter {
 impl RefetchLimiter {
     /// At most one refetch per `min_interval`.
     pub fn new(min_interval: Duration) -> Self {
-        Self { min_interval, last: None }
+        Self {
+            min_interval,
+            last: None,
+        }
     }
 
     /// Whether a refetch may happen at `now`; if so, it is counted.
@@ -489,7 +555,8 @@ mod tests {
         let verifier = Verifier::new(VerifierConfig::default());
         assert_eq!(verifier.verify("not a token"), Err(VerifyError::Malformed));
         assert_eq!(verifier.verify("a.b.c.d"), Err(VerifyError::Malformed));
-        let none_header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let none_header =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"x"}"#);
         assert_eq!(
             verifier.verify(&format!("{none_header}.{payload}.")),
@@ -499,7 +566,9 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_skipped() {
-        let mut set = KeySet { keys: vec![Jwk::ed25519("good", &[7; 32])] };
+        let mut set = KeySet {
+            keys: vec![Jwk::ed25519("good", &[7; 32])],
+        };
         let mut short = Jwk::ed25519("short", &[7; 32]);
         short.x = "AAAA".to_owned();
         set.keys.push(short);
@@ -511,7 +580,9 @@ mod tests {
 
     #[test]
     fn the_key_set_serializes_as_jwks() {
-        let set = KeySet { keys: vec![Jwk::ed25519("k1", &[0; 32])] };
+        let set = KeySet {
+            keys: vec![Jwk::ed25519("k1", &[0; 32])],
+        };
         let json = serde_json::to_value(&set).unwrap();
         assert_eq!(json["keys"][0]["kty"], "OKP");
         assert_eq!(json["keys"][0]["crv"], "Ed25519");

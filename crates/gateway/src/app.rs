@@ -30,7 +30,9 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,7 +41,8 @@ impl Application {
     /// token verifier over the broker's key set, the gateway and the server, and binds the
     /// listener. Nothing is served until [`Self::run_until_stopped`].
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let redis = RedisConfig::new(settings.redis_url.expose().clone()).with_prefix(settings.redis_prefix.clone());
+        let redis = RedisConfig::new(settings.redis_url.expose().clone())
+            .with_prefix(settings.redis_prefix.clone());
         let broker = Broker::redis(&redis).context("redis configuration")?;
         let verifier = TokenVerifier::new(
             Verifier::new(VerifierConfig {
@@ -54,9 +57,14 @@ impl Application {
     }
 
     /// Like [`Self::build`] with a given broker and verifier (tests, other compositions).
-    pub async fn build_with(settings: Settings, broker: Broker, verifier: TokenVerifier) -> anyhow::Result<Self> {
+    pub async fn build_with(
+        settings: Settings,
+        broker: Broker,
+        verifier: TokenVerifier,
+    ) -> anyhow::Result<Self> {
         let metrics = service_metrics::install().context("metrics recorder")?;
-        let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
         let gateway = Gateway::new(settings, broker, verifier.clone());
@@ -83,8 +91,17 @@ impl Application {
             server = server.workers(workers.max(1));
         }
         let server = server.listen(listener)?.run();
-        tracker.spawn(herald_service::shutdown::stop_server_on(shutdown.clone(), server.handle()));
-        Ok(Self { port, server, tracker, shutdown, gateway })
+        tracker.spawn(herald_service::shutdown::stop_server_on(
+            shutdown.clone(),
+            server.handle(),
+        ));
+        Ok(Self {
+            port,
+            server,
+            tracker,
+            shutdown,
+            gateway,
+        })
     }
 
     /// The bound port (useful with port 0).

@@ -67,7 +67,9 @@ impl Gateway {
     /// Builds the node's state and opens its one broker subscriber. Must be called inside a
     /// Tokio runtime; nothing is delivered until [`Gateway::spawn_background`].
     pub fn new(settings: Settings, broker: Broker, verifier: TokenVerifier) -> Self {
-        Self { shared: Arc::new(Shared::new(settings, broker, verifier)) }
+        Self {
+            shared: Arc::new(Shared::new(settings, broker, verifier)),
+        }
     }
 
     /// The settings in force.
@@ -81,7 +83,10 @@ impl Gateway {
         cfg.app_data(actix::Data::from(Arc::clone(&self.shared)))
             .route("/connection/websocket", actix::get().to(client::websocket))
             .route("/ws/chat/{room}", actix::get().to(simple::chat))
-            .route("/ws/notifications/{channel}", actix::get().to(simple::notifications));
+            .route(
+                "/ws/notifications/{channel}",
+                actix::get().to(simple::notifications),
+            );
         web::configure_docs(cfg);
     }
 
@@ -94,7 +99,12 @@ impl Gateway {
     /// Starts the fan-out loop, the metrics sampler and the shutdown closer on `tracker`;
     /// each stops when `shutdown` fires (connections are closed with 3001 then).
     pub fn spawn_background(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
-        let events = self.shared.events.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let events = self
+            .shared
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         match events {
             Some(events) => {
                 let dispatcher = Dispatcher::new(

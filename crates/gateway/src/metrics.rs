@@ -94,7 +94,10 @@ impl NodeStats {
     }
 
     pub(crate) fn connection_closed(&self) {
-        let now = self.connections.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        let now = self
+            .connections
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
         metrics::gauge!(CONNECTIONS).set(now as f64);
     }
 
@@ -104,7 +107,10 @@ impl NodeStats {
     }
 
     pub(crate) fn unsubscribed(&self) {
-        let now = self.subscriptions.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        let now = self
+            .subscriptions
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
         metrics::gauge!(SUBSCRIPTIONS).set(now as f64);
     }
 

@@ -70,7 +70,11 @@ impl ChannelPolicy {
 
     /// May `user` subscribe to `channel` from the client? A user's own notifications
     /// channel is already subscribed server-side (105); anyone else's is refused (103).
-    pub fn subscribe(&self, channel: &ChannelName, user: &UserId) -> Result<ChannelOptions, ErrorCode> {
+    pub fn subscribe(
+        &self,
+        channel: &ChannelName,
+        user: &UserId,
+    ) -> Result<ChannelOptions, ErrorCode> {
         match channel.kind() {
             ChannelKind::Chat { .. } => Ok(self.chat),
             ChannelKind::Tasks => Ok(self.tasks),
@@ -122,7 +126,9 @@ mod tests {
     #[test]
     fn chat_rooms_are_open_to_any_user_with_presence_and_publishing() {
         let alice = UserId::new();
-        let options = policy().subscribe(&ChannelName::chat("lobby").unwrap(), &alice).unwrap();
+        let options = policy()
+            .subscribe(&ChannelName::chat("lobby").unwrap(), &alice)
+            .unwrap();
         assert!(options.presence && options.join_leave && options.publish);
         assert_eq!(options.history.size, 300);
     }
@@ -131,7 +137,10 @@ mod tests {
     fn the_task_board_is_read_only_for_clients() {
         let alice = UserId::new();
         assert!(policy().subscribe(&ChannelName::tasks(), &alice).is_ok());
-        assert_eq!(policy().publish(&ChannelName::tasks()), Err(ErrorCode::PermissionDenied));
+        assert_eq!(
+            policy().publish(&ChannelName::tasks()),
+            Err(ErrorCode::PermissionDenied)
+        );
     }
 
     #[test]
@@ -140,10 +149,19 @@ mod tests {
         let bob = UserId::new();
         let own = ChannelName::notifications(&alice);
         let other = ChannelName::notifications(&bob);
-        assert_eq!(policy().subscribe(&own, &alice), Err(ErrorCode::AlreadySubscribed));
-        assert_eq!(policy().subscribe(&other, &alice), Err(ErrorCode::PermissionDenied));
+        assert_eq!(
+            policy().subscribe(&own, &alice),
+            Err(ErrorCode::AlreadySubscribed)
+        );
+        assert_eq!(
+            policy().subscribe(&other, &alice),
+            Err(ErrorCode::PermissionDenied)
+        );
         assert!(policy().read(&own, &alice).is_ok());
-        assert_eq!(policy().read(&other, &alice), Err(ErrorCode::PermissionDenied));
+        assert_eq!(
+            policy().read(&other, &alice),
+            Err(ErrorCode::PermissionDenied)
+        );
         assert_eq!(policy().publish(&own), Err(ErrorCode::PermissionDenied));
         assert_eq!(policy().server_side(&alice).0, own);
     }
@@ -151,7 +169,10 @@ mod tests {
     #[test]
     fn channels_outside_the_table_are_unknown() {
         let news = ChannelName::parse("news").unwrap();
-        assert_eq!(policy().subscribe(&news, &UserId::new()), Err(ErrorCode::UnknownChannel));
+        assert_eq!(
+            policy().subscribe(&news, &UserId::new()),
+            Err(ErrorCode::UnknownChannel)
+        );
         assert_eq!(policy().publish(&news), Err(ErrorCode::UnknownChannel));
     }
 }

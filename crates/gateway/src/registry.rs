@@ -144,7 +144,11 @@ mod tests {
     use crate::metrics::NodeStats;
 
     fn target() -> Arc<Target> {
-        Arc::new(Target::new(Format::Protocol, 16, Arc::new(NodeStats::default())))
+        Arc::new(Target::new(
+            Format::Protocol,
+            16,
+            Arc::new(NodeStats::default()),
+        ))
     }
 
     #[test]

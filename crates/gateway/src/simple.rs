@@ -53,8 +53,16 @@ pub async fn notifications(
     channel: web::Path<String>,
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, ApiError> {
-    let channel = ChannelName::parse(channel.into_inner()).map_err(|err| ApiError::bad_request(err.to_string()))?;
-    open(req, body, shared.into_inner(), channel, Format::NotificationLines).await
+    let channel = ChannelName::parse(channel.into_inner())
+        .map_err(|err| ApiError::bad_request(err.to_string()))?;
+    open(
+        req,
+        body,
+        shared.into_inner(),
+        channel,
+        Format::NotificationLines,
+    )
+    .await
 }
 
 async fn open(
@@ -68,7 +76,8 @@ async fn open(
         tracing::info!(uri = %redacted_uri(&req), "websocket refused: origin not allowed");
         return Err(ApiError::forbidden("origin not allowed"));
     }
-    let token = token::request_token(&req).ok_or_else(|| ApiError::unauthorized("missing token"))?;
+    let token =
+        token::request_token(&req).ok_or_else(|| ApiError::unauthorized("missing token"))?;
     let grant = match token::verify(&shared.verifier, &token).await {
         Ok(grant) => grant,
         Err(Refusal::Expired) => return Err(ApiError::unauthorized("token expired")),
@@ -86,28 +95,71 @@ async fn open(
         Err(ErrorCode::UnknownChannel) => return Err(ApiError::not_found("unknown channel")),
         Err(_) => return Err(ApiError::forbidden("permission denied")),
     }
-    let options = shared.policy.options(&channel).map_err(|_| ApiError::not_found("unknown channel"))?;
-    let target = Arc::new(Target::new(format, shared.settings.limits.send_queue_size, Arc::clone(&shared.stats)));
+    let options = shared
+        .policy
+        .options(&channel)
+        .map_err(|_| ApiError::not_found("unknown channel"))?;
+    let target = Arc::new(Target::new(
+        format,
+        shared.settings.limits.send_queue_size,
+        Arc::clone(&shared.stats),
+    ));
     let client = ClientId::new();
-    target.set_identity(Identity { user: grant.user, client });
+    target.set_identity(Identity {
+        user: grant.user,
+        client,
+    });
     let mut admission = match shared.registry.admit(&target) {
         Ok(admission) => admission,
-        Err(_) => return Err(ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, herald_common::error::ErrorCode::RateLimited, "connection limit reached")),
+        Err(_) => {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                herald_common::error::ErrorCode::RateLimited,
+                "connection limit reached",
+            ));
+        }
     };
     if let Err(LimitReached::User | LimitReached::Node) = admission.assign_user(grant.user) {
-        return Err(ApiError::new(actix_web::http::StatusCode::TOO_MANY_REQUESTS, herald_common::error::ErrorCode::RateLimited, "too many connections"));
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            herald_common::error::ErrorCode::RateLimited,
+            "too many connections",
+        ));
     }
-    let conn_info = ConnInfo { name: grant.name.clone() }.to_raw().map_err(|err| ApiError::internal(anyhow::Error::from(err)))?;
-    let info = ClientInfo { user: grant.user.to_string(), client: client.to_string(), conn_info: Some(conn_info), chan_info: None };
+    let conn_info = ConnInfo {
+        name: grant.name.clone(),
+    }
+    .to_raw()
+    .map_err(|err| ApiError::internal(anyhow::Error::from(err)))?;
+    let info = ClientInfo {
+        user: grant.user.to_string(),
+        client: client.to_string(),
+        conn_info: Some(conn_info),
+        chan_info: None,
+    };
 
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let (response, session, stream) =
+        actix_ws::handle(&req, body).map_err(|err| ApiError::bad_request(err.to_string()))?;
     let limits = &shared.settings.limits;
     let stream = stream
         .max_frame_size(limits.max_message_size)
         .aggregate_continuations()
         .max_continuation_size(limits.max_message_size);
-    actix_web::rt::spawn(run_writer(Arc::clone(&target.outbox), session.clone(), limits.close_timeout, target.done.clone()));
-    let line = LineConnection { shared, target, admission, channel, options, info, grant };
+    actix_web::rt::spawn(run_writer(
+        Arc::clone(&target.outbox),
+        session.clone(),
+        limits.close_timeout,
+        target.done.clone(),
+    ));
+    let line = LineConnection {
+        shared,
+        target,
+        admission,
+        channel,
+        options,
+        info,
+        grant,
+    };
     actix_web::rt::spawn(line.run(stream, session));
     Ok(response)
 }
@@ -131,28 +183,57 @@ impl LineConnection {
         shared.stats.connection_opened();
         if let Some(subscription) = self.subscribe().await {
             self.serve(&mut stream, &mut session).await;
-            subscription::detach(&shared, &self.target, &self.channel, &subscription, &self.info).await;
+            subscription::detach(
+                &shared,
+                &self.target,
+                &self.channel,
+                &subscription,
+                &self.info,
+            )
+            .await;
         }
-        self.target.outbox.close_now(DisconnectCode::ConnectionClosed.to_disconnect());
+        self.target
+            .outbox
+            .close_now(DisconnectCode::ConnectionClosed.to_disconnect());
         shared.stats.connection_closed();
     }
 
     async fn subscribe(&self) -> Option<Subscription> {
         let shared = &self.shared;
-        let slot = match subscription::attach(shared, &self.target, &self.channel, SlotKind::ServerSide, false).await {
+        let slot = match subscription::attach(
+            shared,
+            &self.target,
+            &self.channel,
+            SlotKind::ServerSide,
+            false,
+        )
+        .await
+        {
             Ok(slot) => slot,
             Err(err) => {
                 tracing::warn!(channel = %self.channel, error = %err, "simple endpoint: subscribe failed");
-                self.target.outbox.close(DisconnectCode::ServerError.to_disconnect());
+                self.target
+                    .outbox
+                    .close(DisconnectCode::ServerError.to_disconnect());
                 return None;
             }
         };
-        let mut subscription = Subscription { slot, options: self.options, in_presence: false, announced: false };
+        let mut subscription = Subscription {
+            slot,
+            options: self.options,
+            in_presence: false,
+            announced: false,
+        };
         if self.options.presence {
-            subscription.in_presence = subscription::enter_presence(shared, &self.channel, &self.info).await.is_ok();
+            subscription.in_presence =
+                subscription::enter_presence(shared, &self.channel, &self.info)
+                    .await
+                    .is_ok();
         }
         if subscription.slot.go_live(&self.target, None, None) != Started::Live {
-            self.target.outbox.close(DisconnectCode::InsufficientState.to_disconnect());
+            self.target
+                .outbox
+                .close(DisconnectCode::InsufficientState.to_disconnect());
         }
         Some(subscription)
     }
@@ -160,11 +241,14 @@ impl LineConnection {
     async fn serve(&self, stream: &mut AggregatedMessageStream, session: &mut Session) {
         let settings = &self.shared.settings;
         let done = self.target.done.clone();
-        let mut bucket = TokenBucket::new(settings.limits.publish_rate, settings.limits.publish_burst);
+        let mut bucket =
+            TokenBucket::new(settings.limits.publish_rate, settings.limits.publish_burst);
         let mut last_heard = Instant::now();
         let mut next_ping = Instant::now() + settings.ping_interval;
         let mut next_presence = Instant::now() + (settings.limits.presence_ttl / 3);
-        let expires_at = Instant::now() + std::time::Duration::from_secs(self.grant.ttl()) + settings.limits.expired_close_delay;
+        let expires_at = Instant::now()
+            + std::time::Duration::from_secs(self.grant.ttl())
+            + settings.limits.expired_close_delay;
         while !self.target.outbox.is_closing() {
             let silent_by = last_heard + settings.ping_interval + settings.pong_timeout;
             let deadline = next_ping.min(next_presence).min(expires_at).min(silent_by);
@@ -231,17 +315,22 @@ impl LineConnection {
             self.notice("too many messages; this one was dropped");
             return;
         }
-        let data = match serde_json::value::to_raw_value(&ChatMessage { text: text.to_owned() }) {
+        let data = match serde_json::value::to_raw_value(&ChatMessage {
+            text: text.to_owned(),
+        }) {
             Ok(data) => data,
             Err(err) => {
                 tracing::error!(error = %err, "chat message not encodable");
                 return;
             }
         };
-        let request = PublishRequest::new(data).with_info(self.info.clone()).with_history(self.options.history);
+        let request = PublishRequest::new(data)
+            .with_info(self.info.clone())
+            .with_history(self.options.history);
         let started = std::time::Instant::now();
         let published = self.shared.broker.publish(&self.channel, request).await;
-        ::metrics::histogram!(crate::metrics::PUBLISH_DURATION).record(started.elapsed().as_secs_f64());
+        ::metrics::histogram!(crate::metrics::PUBLISH_DURATION)
+            .record(started.elapsed().as_secs_f64());
         if let Err(err) = published {
             tracing::warn!(channel = %self.channel, error = %err, "simple endpoint: publish failed");
             self.notice("message not sent; try again");
@@ -250,7 +339,10 @@ impl LineConnection {
 
     /// A line from the server itself (not a chat message): starts with `* `.
     fn notice(&self, text: &str) {
-        let _ = self.target.outbox.push(ByteString::from(format!("* {text}")));
+        let _ = self
+            .target
+            .outbox
+            .push(ByteString::from(format!("* {text}")));
     }
 
     fn close(&self, code: DisconnectCode) {

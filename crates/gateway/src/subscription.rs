@@ -70,7 +70,11 @@ pub async fn attach(
     join_leave: bool,
 ) -> Result<Arc<Slot>, AttachError> {
     let slot = Arc::new(Slot::new(kind));
-    let member = Member { target: Arc::clone(target), slot: Arc::clone(&slot), join_leave };
+    let member = Member {
+        target: Arc::clone(target),
+        slot: Arc::clone(&slot),
+        join_leave,
+    };
     if !shared.hub.insert(channel, member) {
         return Err(AttachError::AlreadySubscribed);
     }
@@ -91,7 +95,11 @@ pub async fn start(
     since: Option<&StreamPosition>,
 ) -> Result<Start, BrokerError> {
     if !options.history.is_enabled() {
-        return Ok(Start { position: empty_position(), publications: Vec::new(), recovered: since.is_some() });
+        return Ok(Start {
+            position: empty_position(),
+            publications: Vec::new(),
+            recovered: since.is_some(),
+        });
     }
     match since {
         Some(since) => {
@@ -112,7 +120,10 @@ pub async fn start(
 }
 
 fn empty_position() -> StreamPosition {
-    StreamPosition { offset: 0, epoch: String::new() }
+    StreamPosition {
+        offset: 0,
+        epoch: String::new(),
+    }
 }
 
 /// Undoes [`attach`] after a failed start (nothing was announced).
@@ -148,9 +159,18 @@ pub async fn detach(
 }
 
 /// Adds (or refreshes) the connection in the channel's presence.
-pub async fn enter_presence(shared: &Shared, channel: &ChannelName, info: &ClientInfo) -> Result<(), BrokerError> {
+pub async fn enter_presence(
+    shared: &Shared,
+    channel: &ChannelName,
+    info: &ClientInfo,
+) -> Result<(), BrokerError> {
     shared
         .broker
-        .presence_add(channel, &info.client, info, shared.settings.limits.presence_ttl)
+        .presence_add(
+            channel,
+            &info.client,
+            info,
+            shared.settings.limits.presence_ttl,
+        )
         .await
 }

@@ -58,11 +58,21 @@ pub async fn verify(verifier: &TokenVerifier, token: &str) -> Result<Grant, Refu
         Err(VerifyError::Expired) => return Err(Refusal::Expired),
         Err(err) => return Err(Refusal::Invalid(err)),
     };
-    let user = claims
-        .user_id()
-        .map_err(|_| Refusal::Invalid(VerifyError::InvalidClaims("sub is not a user id".to_owned())))?;
-    let name = if claims.name.is_empty() { claims.sub.clone() } else { claims.name };
-    Ok(Grant { user, name, expires_at: claims.exp })
+    let user = claims.user_id().map_err(|_| {
+        Refusal::Invalid(VerifyError::InvalidClaims(
+            "sub is not a user id".to_owned(),
+        ))
+    })?;
+    let name = if claims.name.is_empty() {
+        claims.sub.clone()
+    } else {
+        claims.name
+    };
+    Ok(Grant {
+        user,
+        name,
+        expires_at: claims.exp,
+    })
 }
 
 /// The token of a request: the `Authorization: Bearer` header, else the `token` query
@@ -97,14 +107,19 @@ pub fn redacted_uri(req: &HttpRequest) -> String {
 
 /// Current Unix time in seconds.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key), percent_decode(value))
-    })
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
 }
 
 /// Decodes `%XX` escapes and `+` (form encoding); invalid escapes stay as they are.
@@ -162,7 +177,8 @@ mod tests {
 
     #[test]
     fn query_tokens_never_reach_a_logged_uri() {
-        let req = TestRequest::with_uri("/ws/notifications/tasks?token=secret.jwt.value&x=1").to_http_request();
+        let req = TestRequest::with_uri("/ws/notifications/tasks?token=secret.jwt.value&x=1")
+            .to_http_request();
         let logged = redacted_uri(&req);
         assert_eq!(logged, "/ws/notifications/tasks?token=[redacted]&x=1");
         assert!(!logged.contains("secret"));

@@ -11,8 +11,10 @@ use actix_web::{HttpResponse, http::header, web};
 use utoipa_swagger_ui::{Config, SwaggerUi, Url};
 
 /// The OpenAPI documents shown on `/docs`.
-pub const OPENAPI_DOCUMENTS: [(&str, &str); 2] =
-    [("auth", "/openapi/auth.json"), ("tasks", "/openapi/tasks.json")];
+pub const OPENAPI_DOCUMENTS: [(&str, &str); 2] = [
+    ("auth", "/openapi/auth.json"),
+    ("tasks", "/openapi/tasks.json"),
+];
 
 /// Mounts `/docs`.
 pub fn configure_docs(cfg: &mut web::ServiceConfig) {

@@ -1,22 +1,33 @@
-//! `herald-notifier`: runs the service as its own process.
+//! `herald-notifier`: runs the notifier as its own process.
 
 use clap::Parser;
-use herald_notifier::{Application, DEFAULT_LISTEN, Settings};
+use herald_notifier::{Application, Settings};
+use herald_service::{ConfigArgs, config, telemetry};
 
-/// Consumes domain events from the events stream through a consumer group and publishes notifications.
+/// Herald's notifier: turns task events into notifications (health and metrics on port 8083).
+///
+/// Settings come from HERALD_* environment variables over an optional TOML file over
+/// defaults; see the `settings` module documentation for the full table. Key ones:
+/// HERALD_LISTEN, HERALD_REDIS_URL, HERALD_REDIS_PREFIX, HERALD_NOTIFIER__GROUP,
+/// HERALD_NOTIFIER__CONSUMER, HERALD_NOTIFIER__CLAIM_MIN_IDLE,
+/// HERALD_NOTIFIER__IDEMPOTENCY_WINDOW, HERALD_CHANNELS__TASKS__HISTORY_SIZE.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "herald-notifier", version, about, long_about)]
 struct Cli {
-    /// `host:port` to bind (port 0 = any free port).
-    #[arg(long, env = "HERALD_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: String,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().json().init();
     let cli = Cli::parse();
-    let app = Application::build(Settings { listen: cli.listen }).await?;
-    tracing::info!(port = app.port(), "herald-notifier listening");
+    telemetry::init("herald-notifier");
+    let settings: Settings = config::load(cli.config.config.as_deref())?;
+    let app = Application::build(settings).await?;
+    tracing::info!(
+        port = app.port(),
+        consumer = app.notifier().consumer(),
+        "herald-notifier listening"
+    );
     app.run_until_stopped().await
 }

@@ -50,12 +50,19 @@ impl TrustedProxies {
 
     /// The client's address for a request that arrived from `peer` with the given
     /// `X-Forwarded-For` header values (in the order they appear).
-    pub fn resolve<'a>(&self, peer: IpAddr, forwarded_for: impl IntoIterator<Item = &'a str>) -> IpAddr {
+    pub fn resolve<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl IntoIterator<Item = &'a str>,
+    ) -> IpAddr {
         let peer = canonical(peer);
         if !self.contains(peer) {
             return peer;
         }
-        let hops: Vec<&str> = forwarded_for.into_iter().flat_map(|value| value.split(',')).collect();
+        let hops: Vec<&str> = forwarded_for
+            .into_iter()
+            .flat_map(|value| value.split(','))
+            .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
             let Some(ip) = parse_hop(hop) else {
@@ -73,7 +80,9 @@ impl TrustedProxies {
     /// The client address of `req`: see [`Self::resolve`]. Requests without a peer address
     /// (only in unit tests) resolve to `0.0.0.0`.
     pub fn client_ip(&self, req: &HttpRequest) -> IpAddr {
-        let peer = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+        let peer = req
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
         let values = req
             .headers()
             .get_all(HeaderName::from_static("x-forwarded-for"))
@@ -127,7 +136,9 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     if let Ok(ip) = hop.parse::<IpAddr>() {
         return Some(canonical(ip));
     }
-    hop.parse::<std::net::SocketAddr>().ok().map(|addr| canonical(addr.ip()))
+    hop.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|addr| canonical(addr.ip()))
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) compare as their IPv4 form.
@@ -174,7 +185,10 @@ mod tests {
     #[test]
     fn a_trusted_peer_hands_over_to_the_rightmost_untrusted_hop() {
         let proxies: TrustedProxies = "10.0.0.0/8".parse().unwrap();
-        assert_eq!(proxies.resolve(ip("10.0.0.5"), ["6.6.6.6, 1.2.3.4, 10.1.1.1"]), ip("1.2.3.4"));
+        assert_eq!(
+            proxies.resolve(ip("10.0.0.5"), ["6.6.6.6, 1.2.3.4, 10.1.1.1"]),
+            ip("1.2.3.4")
+        );
     }
 
     #[test]
@@ -186,19 +200,31 @@ mod tests {
     #[test]
     fn several_header_lines_form_one_chain() {
         let proxies: TrustedProxies = "127.0.0.1, 10.0.0.0/8".parse().unwrap();
-        assert_eq!(proxies.resolve(ip("127.0.0.1"), ["5.5.5.5", "10.0.0.9"]), ip("5.5.5.5"));
+        assert_eq!(
+            proxies.resolve(ip("127.0.0.1"), ["5.5.5.5", "10.0.0.9"]),
+            ip("5.5.5.5")
+        );
     }
 
     #[test]
     fn garbage_in_the_header_stops_at_the_last_good_hop() {
         let proxies: TrustedProxies = "10.0.0.0/8".parse().unwrap();
-        assert_eq!(proxies.resolve(ip("10.0.0.5"), ["nonsense, 10.0.0.7"]), ip("10.0.0.7"));
-        assert_eq!(proxies.resolve(ip("10.0.0.5"), ["1.2.3.4:999"]), ip("1.2.3.4"));
+        assert_eq!(
+            proxies.resolve(ip("10.0.0.5"), ["nonsense, 10.0.0.7"]),
+            ip("10.0.0.7")
+        );
+        assert_eq!(
+            proxies.resolve(ip("10.0.0.5"), ["1.2.3.4:999"]),
+            ip("1.2.3.4")
+        );
     }
 
     #[test]
     fn ipv4_mapped_peers_match_ipv4_networks() {
         let proxies: TrustedProxies = "127.0.0.1".parse().unwrap();
-        assert_eq!(proxies.resolve(ip("::ffff:127.0.0.1"), ["9.9.9.9"]), ip("9.9.9.9"));
+        assert_eq!(
+            proxies.resolve(ip("::ffff:127.0.0.1"), ["9.9.9.9"]),
+            ip("9.9.9.9")
+        );
     }
 }

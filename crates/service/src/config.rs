@@ -22,7 +22,10 @@ use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
+use herald_common::auth::{ExternalTrust, Verifier, VerifierConfig};
 use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::Secret;
 
 /// Prefix of every Herald environment variable.
 pub const ENV_PREFIX: &str = "HERALD_";
@@ -57,6 +60,9 @@ pub enum ConfigError {
     /// A value is missing, has the wrong type or cannot be parsed.
     #[error("invalid configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
+    /// The external token trust (`HERALD_JWT__EXTERNAL__*`) cannot be set up.
+    #[error("external token trust: {0}")]
+    External(String),
 }
 
 /// The layered sources (defaults come from the target type): the optional TOML file, then
@@ -78,11 +84,13 @@ pub fn figment(config_file: Option<&Path>) -> Result<Figment, ConfigError> {
 /// `T` must carry `#[serde(default)]` so that every field missing from the file and the
 /// environment keeps its default.
 pub fn load<T: DeserializeOwned>(config_file: Option<&Path>) -> Result<T, ConfigError> {
-    figment(config_file)?.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    figment(config_file)?
+        .extract()
+        .map_err(|e| ConfigError::Invalid(Box::new(e)))
 }
 
-/// Token issuer and audience (`HERALD_JWT__ISSUER`, `HERALD_JWT__AUDIENCE`) and the clock
-/// leeway every verifier allows.
+/// Token issuer and audience (`HERALD_JWT__ISSUER`, `HERALD_JWT__AUDIENCE`), the clock
+/// leeway every verifier allows, and the optional trust of the user's own backend.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct JwtSettings {
@@ -92,6 +100,56 @@ pub struct JwtSettings {
     pub audience: String,
     /// Seconds of clock skew allowed when checking `exp` (`HERALD_JWT__LEEWAY`).
     pub leeway: u64,
+    /// Tokens of the user's own backend that verifiers also accept (`HERALD_JWT__EXTERNAL__*`).
+    pub external: ExternalTokenSettings,
+}
+
+/// Trust of tokens issued by the user's own backend, so a team with its own login can use
+/// Herald's gateway and tasks-api without moving its users. Off unless a secret or a JWKS
+/// file is set. Such tokens must still carry `sub`, `exp`, `iat` and the expected `iss`/`aud`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ExternalTokenSettings {
+    /// Accept HS256/HS384/HS512 tokens signed with this secret
+    /// (`HERALD_JWT__EXTERNAL__HMAC_SECRET`).
+    pub hmac_secret: Option<Secret<String>>,
+    /// Accept tokens signed by the keys of this JWKS file (RSA, EC or Ed25519 keys with `kid`
+    /// and `alg`; `HERALD_JWT__EXTERNAL__JWKS_FILE`).
+    pub jwks_file: Option<PathBuf>,
+    /// `iss` required on external tokens; default: Herald's (`HERALD_JWT__EXTERNAL__ISSUER`).
+    pub issuer: Option<String>,
+    /// `aud` required on external tokens; default: Herald's (`HERALD_JWT__EXTERNAL__AUDIENCE`).
+    pub audience: Option<String>,
+}
+
+impl JwtSettings {
+    /// A verifier requiring this issuer, audience and leeway, trusting the configured external
+    /// tokens, with no keys yet (feed it through a [`crate::TokenVerifier`]).
+    pub fn verifier(&self) -> Result<Verifier, ConfigError> {
+        let config = VerifierConfig {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            leeway_secs: self.leeway,
+        };
+        let mut external = ExternalTrust::none();
+        if let Some(secret) = &self.external.hmac_secret {
+            external = external.with_hmac_secret(secret.expose().as_bytes());
+        }
+        if let Some(file) = &self.external.jwks_file {
+            let json = std::fs::read_to_string(file)
+                .map_err(|e| ConfigError::External(format!("{}: {e}", file.display())))?;
+            external = external
+                .with_jwks_json(&json)
+                .map_err(|e| ConfigError::External(format!("{}: {e}", file.display())))?;
+        }
+        if let Some(issuer) = &self.external.issuer {
+            external = external.with_issuer(issuer.clone());
+        }
+        if let Some(audience) = &self.external.audience {
+            external = external.with_audience(audience.clone());
+        }
+        Ok(Verifier::new(config).with_external(external))
+    }
 }
 
 impl Default for JwtSettings {
@@ -100,6 +158,7 @@ impl Default for JwtSettings {
             issuer: DEFAULT_JWT_ISSUER_AND_AUDIENCE.to_owned(),
             audience: DEFAULT_JWT_ISSUER_AND_AUDIENCE.to_owned(),
             leeway: 30,
+            external: ExternalTokenSettings::default(),
         }
     }
 }
@@ -157,16 +216,24 @@ where
         .iter()
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<T>().map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
+        .map(|s| {
+            s.parse::<T>()
+                .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+        })
         .collect()
 }
 
 #[cfg(test)]
 // `figment::Jail`'s closures return its (large) error type by design.
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::result_large_err)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::result_large_err
+)]
 mod tests {
     use super::*;
-    use crate::{Secret, TrustedProxies};
+    use crate::TrustedProxies;
 
     #[derive(Debug, Deserialize)]
     #[serde(default)]
@@ -230,13 +297,49 @@ mod tests {
             assert_eq!(settings.redis_prefix, "file:");
             assert_eq!(settings.jwt.issuer, "from-env");
             assert_eq!(settings.jwt.audience, "file-aud");
-            assert_eq!(settings.jwt_private_key_file, Some(PathBuf::from("/run/secrets/key.pem")));
+            assert_eq!(
+                settings.jwt_private_key_file,
+                Some(PathBuf::from("/run/secrets/key.pem"))
+            );
             assert_eq!(settings.trusted_proxies.len(), 2);
             assert_eq!(settings.api_key.unwrap().expose(), "12345");
             assert_eq!(settings.environment, Environment::Production);
-            assert_eq!(settings.ping_interval, std::time::Duration::from_millis(500));
+            assert_eq!(
+                settings.ping_interval,
+                std::time::Duration::from_millis(500)
+            );
             Ok(())
         });
+    }
+
+    #[test]
+    fn external_token_trust_is_configured_from_nested_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_JWT__EXTERNAL__HMAC_SECRET", "their-shared-secret");
+            jail.set_env("HERALD_JWT__EXTERNAL__ISSUER", "https://crm.example");
+            let settings: Example = load(None).unwrap();
+            assert_eq!(
+                settings.jwt.external.issuer.as_deref(),
+                Some("https://crm.example")
+            );
+            assert!(!format!("{settings:?}").contains("their-shared-secret"));
+            assert!(
+                format!("{:?}", settings.jwt.verifier().unwrap()).contains("hmac_secret: Some")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_external_jwks_file_is_an_error() {
+        let jwt = JwtSettings {
+            external: ExternalTokenSettings {
+                jwks_file: Some("/nonexistent/jwks.json".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(matches!(jwt.verifier(), Err(ConfigError::External(_))));
     }
 
     #[test]

@@ -41,7 +41,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with the given status, code and client-facing message.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody::new(code, message), retry_after: None, cause: None }
+        Self {
+            status,
+            body: ErrorBody::new(code, message),
+            retry_after: None,
+            cause: None,
+        }
     }
 
     /// 422 `validation_failed` with per-field details (`{"username": "too_short"}`).
@@ -49,9 +54,15 @@ impl ApiError {
         message: impl Into<String>,
         details: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Self {
-        let details: serde_json::Map<_, _> =
-            details.into_iter().map(|(k, v)| (k.to_owned(), serde_json::Value::from(v))).collect();
-        let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ValidationFailed, message);
+        let details: serde_json::Map<_, _> = details
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+            .collect();
+        let mut error = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationFailed,
+            message,
+        );
         if !details.is_empty() {
             error.body = error.body.with_details(details);
         }
@@ -60,7 +71,11 @@ impl ApiError {
 
     /// 400 `validation_failed`: the request cannot be read at all.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorCode::ValidationFailed, message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationFailed,
+            message,
+        )
     }
 
     /// 401 `unauthorized`.
@@ -85,7 +100,11 @@ impl ApiError {
 
     /// 412 `precondition_failed`.
     pub fn precondition_failed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PRECONDITION_FAILED, ErrorCode::PreconditionFailed, message)
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            ErrorCode::PreconditionFailed,
+            message,
+        )
     }
 
     /// 413 `payload_too_large`.
@@ -99,8 +118,11 @@ impl ApiError {
 
     /// 429 `rate_limited` with a `Retry-After` header (whole seconds, at least 1).
     pub fn rate_limited(retry_after: Duration) -> Self {
-        let mut error =
-            Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "too many requests, retry later");
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "too many requests, retry later",
+        );
         error.retry_after = Some(retry_after);
         error
     }
@@ -108,15 +130,22 @@ impl ApiError {
     /// 500 `internal`: `cause` is logged with its chain when the response is rendered; the
     /// client sees only "internal error".
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
-        let mut error = Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error");
+        let mut error = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error",
+        );
         error.cause = Some(cause.into());
         error
     }
 
     /// 503 `internal`: a dependency is unavailable; `cause` is logged.
     pub fn unavailable(cause: impl Into<anyhow::Error>) -> Self {
-        let mut error =
-            Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal, "service temporarily unavailable");
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "service temporarily unavailable",
+        );
         error.cause = Some(cause.into());
         error
     }
@@ -152,7 +181,13 @@ impl fmt::Debug for ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.body.error.code, self.body.error.message)?;
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.body.error.code,
+            self.body.error.message
+        )?;
         if let Some(cause) = &self.cause {
             write!(f, " ({cause:#})")?;
         }
@@ -170,7 +205,11 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         if let Some(cause) = &self.cause {
             // `{:#}` prints the whole context chain on one line.
-            tracing::error!(status = self.status.as_u16(), cause = format!("{cause:#}"), "request failed");
+            tracing::error!(
+                status = self.status.as_u16(),
+                cause = format!("{cause:#}"),
+                "request failed"
+            );
         }
         let mut response = HttpResponse::build(self.status);
         if let Some(retry_after) = self.retry_after {
@@ -187,9 +226,8 @@ impl ResponseError for ApiError {
 impl From<JsonPayloadError> for ApiError {
     fn from(err: JsonPayloadError) -> Self {
         match err {
-            JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
-                Self::payload_too_large(limit)
-            }
+            JsonPayloadError::OverflowKnownLength { limit, .. }
+            | JsonPayloadError::Overflow { limit } => Self::payload_too_large(limit),
             JsonPayloadError::ContentType => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ErrorCode::ValidationFailed,
@@ -198,7 +236,9 @@ impl From<JsonPayloadError> for ApiError {
             JsonPayloadError::Deserialize(err) if err.is_data() => {
                 Self::validation(format!("invalid request body: {err}"), [])
             }
-            JsonPayloadError::Deserialize(err) => Self::bad_request(format!("malformed JSON: {err}")),
+            JsonPayloadError::Deserialize(err) => {
+                Self::bad_request(format!("malformed JSON: {err}"))
+            }
             other => Self::bad_request(format!("unreadable request body: {other}")),
         }
     }
@@ -213,7 +253,9 @@ impl From<UrlencodedError> for ApiError {
                 ErrorCode::ValidationFailed,
                 "expected Content-Type: application/x-www-form-urlencoded",
             ),
-            UrlencodedError::Parse(err) => Self::validation(format!("invalid form body: {err}"), []),
+            UrlencodedError::Parse(err) => {
+                Self::validation(format!("invalid form body: {err}"), [])
+            }
             other => Self::bad_request(format!("unreadable form body: {other}")),
         }
     }
@@ -311,7 +353,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for FormOrJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
         if is_form {
             let fut = web::Form::<T>::from_request(req, payload);
             Box::pin(async move { fut.await.map(|form| Self(form.into_inner())) })
@@ -341,7 +387,9 @@ mod tests {
 
     async fn call(req: test::TestRequest) -> (StatusCode, serde_json::Value) {
         let app = test::init_service(
-            App::new().configure(|cfg| configure_extractors(cfg, 64)).route("/", web::post().to(echo)),
+            App::new()
+                .configure(|cfg| configure_extractors(cfg, 64))
+                .route("/", web::post().to(echo)),
         )
         .await;
         let res = test::call_service(&app, req.to_request()).await;
@@ -355,11 +403,19 @@ mod tests {
 
     #[actix_web::test]
     async fn a_form_and_a_json_body_are_both_accepted() {
-        let (status, body) =
-            call(test::TestRequest::post().uri("/").set_form([("username", "alice")])).await;
+        let (status, body) = call(
+            test::TestRequest::post()
+                .uri("/")
+                .set_form([("username", "alice")]),
+        )
+        .await;
         assert_eq!((status, body), (StatusCode::OK, serde_json::json!("alice")));
-        let (status, body) =
-            call(test::TestRequest::post().uri("/").set_json(serde_json::json!({"username": "bob"}))).await;
+        let (status, body) = call(
+            test::TestRequest::post()
+                .uri("/")
+                .set_json(serde_json::json!({"username": "bob"})),
+        )
+        .await;
         assert_eq!((status, body), (StatusCode::OK, serde_json::json!("bob")));
     }
 
@@ -376,8 +432,12 @@ mod tests {
 
     #[actix_web::test]
     async fn json_of_the_wrong_shape_is_422() {
-        let (status, body) =
-            call(test::TestRequest::post().uri("/").set_json(serde_json::json!({"user": 1}))).await;
+        let (status, body) = call(
+            test::TestRequest::post()
+                .uri("/")
+                .set_json(serde_json::json!({"user": 1})),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(body["error"]["code"], "validation_failed");
     }
@@ -385,11 +445,20 @@ mod tests {
     #[actix_web::test]
     async fn an_oversized_body_is_413() {
         let big = "x".repeat(200);
-        let (status, body) =
-            call(test::TestRequest::post().uri("/").set_json(serde_json::json!({"username": big}))).await;
+        let (status, body) = call(
+            test::TestRequest::post()
+                .uri("/")
+                .set_json(serde_json::json!({"username": big})),
+        )
+        .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(body["error"]["code"], "payload_too_large");
-        let (status, _) = call(test::TestRequest::post().uri("/").set_form([("username", big)])).await;
+        let (status, _) = call(
+            test::TestRequest::post()
+                .uri("/")
+                .set_form([("username", big)]),
+        )
+        .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 

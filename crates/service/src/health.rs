@@ -31,7 +31,9 @@ pub struct Readiness {
 
 impl fmt::Debug for Readiness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.checks.iter().map(|(name, _)| name)).finish()
+        f.debug_list()
+            .entries(self.checks.iter().map(|(name, _)| name))
+            .finish()
     }
 }
 
@@ -47,7 +49,8 @@ impl Readiness {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = CheckResult> + Send + 'static,
     {
-        self.checks.push((name, Arc::new(move || Box::pin(check()) as CheckFuture)));
+        self.checks
+            .push((name, Arc::new(move || Box::pin(check()) as CheckFuture)));
         self
     }
 
@@ -76,9 +79,15 @@ impl Readiness {
                 (*name, status)
             }
         });
-        let checks: BTreeMap<_, _> = futures_util::future::join_all(runs).await.into_iter().collect();
+        let checks: BTreeMap<_, _> = futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .collect();
         let ready = checks.values().all(|s| *s == CheckStatus::Ok);
-        ReadinessReport { status: if ready { "ready" } else { "unready" }, checks }
+        ReadinessReport {
+            status: if ready { "ready" } else { "unready" },
+            checks,
+        }
     }
 }
 
@@ -127,7 +136,11 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
 
 /// Mounts `/healthz`, `/readyz` and `/metrics` with their state. Call it once per process
 /// (a standalone service's `Application`, or the embedded binary with merged checks).
-pub fn configure_ops(cfg: &mut web::ServiceConfig, readiness: Readiness, metrics: PrometheusHandle) {
+pub fn configure_ops(
+    cfg: &mut web::ServiceConfig,
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+) {
     cfg.app_data(web::Data::new(readiness))
         .app_data(web::Data::new(metrics))
         .route("/healthz", web::get().to(healthz))

@@ -26,7 +26,7 @@ pub mod telemetry;
 pub mod tokens;
 
 pub use client_ip::{ClientIp, TrustedProxies};
-pub use config::{ConfigArgs, ConfigError, Environment, JwtSettings};
+pub use config::{ConfigArgs, ConfigError, Environment, ExternalTokenSettings, JwtSettings};
 pub use error::{ApiError, FormOrJson};
 pub use health::{Readiness, configure_ops};
 pub use secret::Secret;

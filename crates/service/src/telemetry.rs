@@ -11,11 +11,21 @@ pub fn init(service: &'static str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let installed = tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_target(true))
+        .with(
+            fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_target(true),
+        )
         .try_init()
         .is_ok();
     if installed {
-        tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "logging initialised");
+        tracing::info!(
+            service,
+            version = env!("CARGO_PKG_VERSION"),
+            "logging initialised"
+        );
     }
 }
 

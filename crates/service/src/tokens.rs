@@ -35,7 +35,8 @@ pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A boxed future returned by [`KeySource::fetch`].
-pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Option<KeySet>>> + Send + 'a>>;
+pub type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = anyhow::Result<Option<KeySet>>> + Send + 'a>>;
 
 /// Where a [`TokenVerifier`] gets key sets from.
 pub trait KeySource: Send + Sync + 'static {
@@ -81,7 +82,9 @@ struct Inner {
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("verifier", &self.current()).finish_non_exhaustive()
+        f.debug_struct("TokenVerifier")
+            .field("verifier", &self.current())
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,15 +101,36 @@ impl TokenVerifier {
         }
     }
 
+    /// A verifier fed from the key set auth publishes to `broker`, refetching on unknown
+    /// `kid`s at most every [`DEFAULT_REFETCH_INTERVAL`]. Call [`Self::refresh`] once at
+    /// start-up and spawn [`Self::run`] to follow rotations.
+    pub fn from_broker(verifier: Verifier, broker: Broker) -> Self {
+        Self::new(
+            verifier,
+            BrokerKeySource::new(broker),
+            DEFAULT_REFETCH_INTERVAL,
+        )
+    }
+
     /// The verifier in use now.
     pub fn current(&self) -> Arc<Verifier> {
-        Arc::clone(&self.inner.verifier.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .inner
+                .verifier
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Replaces the key set (auth does this after publishing its own).
     pub fn set_keys(&self, keys: &KeySet) {
         let next = (*self.current()).clone().with_keys(keys);
-        *self.inner.verifier.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        *self
+            .inner
+            .verifier
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
     }
 
     /// Reads the key set from the source. On error or when nothing is published the last set
@@ -122,7 +146,12 @@ impl TokenVerifier {
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
         match self.current().verify(token) {
             Err(VerifyError::UnknownKid(kid)) => {
-                let allowed = self.inner.limiter.lock().unwrap_or_else(PoisonError::into_inner).try_acquire(Instant::now());
+                let allowed = self
+                    .inner
+                    .limiter
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .try_acquire(Instant::now());
                 if !allowed {
                     return Err(VerifyError::UnknownKid(kid));
                 }
@@ -139,7 +168,10 @@ impl TokenVerifier {
     pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
         loop {
             if let Err(err) = self.refresh().await {
-                tracing::warn!(error = format!("{err:#}"), "key set refresh failed; keeping the last one");
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    "key set refresh failed; keeping the last one"
+                );
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -164,7 +196,9 @@ impl FromRequest for Authenticated {
         let token = bearer_token(req).map(str::to_owned);
         Box::pin(async move {
             let Some(verifier) = verifier else {
-                return Err(ApiError::internal(anyhow::anyhow!("no TokenVerifier registered as app data")));
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "no TokenVerifier registered as app data"
+                )));
             };
             let token = token.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
             match verifier.verify(&token).await {
@@ -183,7 +217,10 @@ impl FromRequest for Authenticated {
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -220,7 +257,10 @@ mod tests {
             Duration::from_secs(60),
         );
         for kid in ["a", "b", "c"] {
-            assert_eq!(verifier.verify(&token_with_kid(kid)).await, Err(VerifyError::UnknownKid(kid.into())));
+            assert_eq!(
+                verifier.verify(&token_with_kid(kid)).await,
+                Err(VerifyError::UnknownKid(kid.into()))
+            );
         }
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
     }

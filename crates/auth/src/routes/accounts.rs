@@ -42,7 +42,11 @@ pub struct UserResponse {
 
 impl From<User> for UserResponse {
     fn from(user: User) -> Self {
-        Self { id: user.id, username: user.username.as_str().to_owned(), created_at: user.created_at }
+        Self {
+            id: user.id,
+            username: user.username.as_str().to_owned(),
+            created_at: user.created_at,
+        }
     }
 }
 
@@ -66,15 +70,28 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let RegisterRequest { username, password } = body.into_inner();
     let mut invalid: Vec<(&'static str, InvalidField)> = Vec::new();
-    let username = Username::parse(&username).map_err(|e| invalid.push(("username", e))).ok();
-    let password = Password::parse(password).map_err(|e| invalid.push(("password", e))).ok();
+    let username = Username::parse(&username)
+        .map_err(|e| invalid.push(("username", e)))
+        .ok();
+    let password = Password::parse(password)
+        .map_err(|e| invalid.push(("password", e)))
+        .ok();
     let (Some(username), Some(password)) = (username, password) else {
         return Err(AuthError::Invalid(invalid).into());
     };
-    let password_hash = state.hasher.hash(&password).await.map_err(AuthError::from)?;
+    let password_hash = state
+        .hasher
+        .hash(&password)
+        .await
+        .map_err(AuthError::from)?;
     let user = state
         .store
-        .create_user(&NewUser { id: UserId::new(), username, password_hash, created_at: store::now() })
+        .create_user(&NewUser {
+            id: UserId::new(),
+            username,
+            password_hash,
+            created_at: store::now(),
+        })
         .await
         .map_err(|err| match err {
             store::StoreError::UsernameTaken => AuthError::UsernameTaken,
@@ -95,9 +112,17 @@ pub async fn register(
     )
 )]
 #[get("/me")]
-pub async fn me(state: web::Data<AuthState>, auth: Authenticated) -> Result<web::Json<UserResponse>, ApiError> {
+pub async fn me(
+    state: web::Data<AuthState>,
+    auth: Authenticated,
+) -> Result<web::Json<UserResponse>, ApiError> {
     let id = auth.0.user_id().map_err(|_| AuthError::UnknownUser)?;
-    let user = state.store.user(id).await.map_err(AuthError::from)?.ok_or(AuthError::UnknownUser)?;
+    let user = state
+        .store
+        .user(id)
+        .await
+        .map_err(AuthError::from)?
+        .ok_or(AuthError::UnknownUser)?;
     Ok(web::Json(user.into()))
 }
 
@@ -151,7 +176,9 @@ pub async fn users(
 ) -> Result<web::Json<UsersPage>, ApiError> {
     let UsersQuery { prefix, limit } = query.into_inner();
     let mut invalid = Vec::new();
-    let prefix = UsernamePrefix::parse(prefix.as_deref().unwrap_or_default()).map_err(|e| invalid.push(("prefix", e))).ok();
+    let prefix = UsernamePrefix::parse(prefix.as_deref().unwrap_or_default())
+        .map_err(|e| invalid.push(("prefix", e)))
+        .ok();
     let limit = limit.unwrap_or(USERS_DEFAULT_LIMIT);
     if limit == 0 {
         invalid.push(("limit", InvalidField::TooShort));
@@ -161,10 +188,17 @@ pub async fn users(
     let Some(prefix) = prefix.filter(|_| invalid.is_empty()) else {
         return Err(AuthError::Invalid(invalid).into());
     };
-    let found = state.store.search_users(&prefix, limit).await.map_err(AuthError::from)?;
+    let found = state
+        .store
+        .search_users(&prefix, limit)
+        .await
+        .map_err(AuthError::from)?;
     let items = found
         .into_iter()
-        .map(|user| UserSummary { id: user.id, username: user.username.as_str().to_owned() })
+        .map(|user| UserSummary {
+            id: user.id,
+            username: user.username.as_str().to_owned(),
+        })
         .collect();
     Ok(web::Json(UsersPage { items }))
 }

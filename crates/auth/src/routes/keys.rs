@@ -14,5 +14,7 @@ use crate::state::AuthState;
 #[get("/jwks.json")]
 pub async fn jwks(state: web::Data<AuthState>) -> HttpResponse {
     // Short caching: after a rotation verifiers refetch on the unknown kid anyway.
-    HttpResponse::Ok().insert_header((CACHE_CONTROL, "public, max-age=60")).json(&*state.keys.published())
+    HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "public, max-age=60"))
+        .json(&*state.keys.published())
 }

@@ -48,7 +48,10 @@ impl Modify for BearerSecurity {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new("/auth/token", Scopes::new()))])),
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                "/auth/token",
+                Scopes::new(),
+            ))])),
         );
     }
 }
@@ -99,5 +102,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 async fn openapi_json() -> HttpResponse {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     let json = DOCUMENT.get_or_init(|| openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
-    HttpResponse::Ok().content_type("application/json").body(json.clone())
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json.clone())
 }

@@ -1,12 +1,12 @@
 //! Tokens: `POST /auth/token` (OAuth2 password grant, form or JSON), `POST /auth/refresh`
 //! (rotation with reuse detection), `POST /auth/logout` (revocation, announced to gateways).
 
+use actix_web::web::Bytes;
 use actix_web::{
     HttpResponse,
     http::header::{CACHE_CONTROL, PRAGMA},
     post, web,
 };
-use actix_web::web::Bytes;
 use herald_common::{control::ControlMessage, ids::UserId};
 use herald_service::error::ErrorBodySchema as ErrorBody;
 use herald_service::{ApiError, Authenticated, ClientIp, FormOrJson};
@@ -114,23 +114,42 @@ pub async fn token(
     body: FormOrJson<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     state.limits.check_ip(ip).map_err(AuthError::RateLimited)?;
-    let TokenRequest { grant_type, username, password } = body.into_inner();
+    let TokenRequest {
+        grant_type,
+        username,
+        password,
+    } = body.into_inner();
     if grant_type.as_deref().is_some_and(|g| g != "password") {
         return Err(AuthError::UnsupportedGrant.into());
     }
-    let limit_key: String = username.chars().take(MAX_LIMIT_KEY_LEN).collect::<String>().to_ascii_lowercase();
-    state.limits.check_username(&limit_key).map_err(AuthError::RateLimited)?;
+    let limit_key: String = username
+        .chars()
+        .take(MAX_LIMIT_KEY_LEN)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    state
+        .limits
+        .check_username(&limit_key)
+        .map_err(AuthError::RateLimited)?;
 
     // Every path below costs one argon2 verification, whether or not the user exists.
     let password = Password::presented(password);
     let credentials = match Username::parse(&username) {
-        Ok(name) => state.store.credentials(&name).await.map_err(AuthError::from)?,
+        Ok(name) => state
+            .store
+            .credentials(&name)
+            .await
+            .map_err(AuthError::from)?,
         Err(_) => None,
     };
     let verified = match &password {
         Some(password) => {
             let stored = credentials.as_ref().map(|c| &c.password_hash);
-            state.hasher.verify(password, stored).await.map_err(AuthError::from)?
+            state
+                .hasher
+                .verify(password, stored)
+                .await
+                .map_err(AuthError::from)?
         }
         None => false,
     };
@@ -165,7 +184,10 @@ pub async fn refresh(
     body: FormOrJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     state.limits.check_ip(ip).map_err(AuthError::RateLimited)?;
-    let RefreshRequest { grant_type, refresh_token } = body.into_inner();
+    let RefreshRequest {
+        grant_type,
+        refresh_token,
+    } = body.into_inner();
     if grant_type.as_deref().is_some_and(|g| g != "refresh_token") {
         return Err(AuthError::UnsupportedGrant.into());
     }
@@ -178,11 +200,21 @@ pub async fn refresh(
         created_at: now,
         expires_at: now + state.tokens.refresh_ttl,
     };
-    match state.store.rotate_refresh_token(&presented.hash(), &replacement).await.map_err(AuthError::from)? {
+    match state
+        .store
+        .rotate_refresh_token(&presented.hash(), &replacement)
+        .await
+        .map_err(AuthError::from)?
+    {
         Rotation::Rotated(user) => {
-            let (access_token, expires_in) = state.sign_access_token(user.id, user.username.as_str())?;
+            let (access_token, expires_in) =
+                state.sign_access_token(user.id, user.username.as_str())?;
             metrics::counter!("herald_auth_refreshes_total", "outcome" => "rotated").increment(1);
-            Ok(token_response(IssuedTokens { access_token, expires_in, refresh_token: replacement_token }))
+            Ok(token_response(IssuedTokens {
+                access_token,
+                expires_in,
+                refresh_token: replacement_token,
+            }))
         }
         Rotation::Reused { user_id } => {
             tracing::warn!(user = %user_id, %ip, "refresh token reused; its family is revoked");
@@ -222,7 +254,12 @@ pub async fn logout(
     let request = parse_optional_body(&body, state.body_limit)?;
     let now = store::now();
     let revoked = match request.refresh_token.and_then(RefreshToken::presented) {
-        Some(presented) => state.store.revoke_family(&presented.hash(), user, now).await,
+        Some(presented) => {
+            state
+                .store
+                .revoke_family(&presented.hash(), user, now)
+                .await
+        }
         None => state.store.revoke_all(user, now).await,
     }
     .map_err(AuthError::from)?;
@@ -235,7 +272,9 @@ pub async fn logout(
 /// user's sessions.
 async fn announce_revocation(state: &AuthState, user: UserId) -> Result<(), AuthError> {
     let message = ControlMessage::RevokeUser { user };
-    let payload = message.encode().map_err(|e| AuthError::Internal(e.into()))?;
+    let payload = message
+        .encode()
+        .map_err(|e| AuthError::Internal(e.into()))?;
     state.broker.publish_control(Bytes::from(payload)).await?;
     Ok(())
 }
@@ -248,5 +287,6 @@ fn parse_optional_body(body: &Bytes, limit: usize) -> Result<LogoutRequest, ApiE
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(LogoutRequest::default());
     }
-    serde_json::from_slice(body).map_err(|err| ApiError::from(actix_web::error::JsonPayloadError::Deserialize(err)))
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::from(actix_web::error::JsonPayloadError::Deserialize(err)))
 }

@@ -143,7 +143,9 @@ impl Store {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres(PgStore::connect(url, acquire_timeout)?))
         } else if url.starts_with("sqlite:") {
-            Ok(Self::Sqlite(SqliteStore::connect(url, acquire_timeout).await?))
+            Ok(Self::Sqlite(
+                SqliteStore::connect(url, acquire_timeout).await?,
+            ))
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -165,7 +167,10 @@ impl Store {
     }
 
     /// The account named `username` (ignoring case), with its password hash.
-    pub async fn credentials(&self, username: &Username) -> Result<Option<Credentials>, StoreError> {
+    pub async fn credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<Credentials>, StoreError> {
         dispatch!(self.credentials(username))
     }
 
@@ -175,7 +180,11 @@ impl Store {
     }
 
     /// Up to `limit` accounts whose name starts with `prefix` (ignoring case), by name.
-    pub async fn search_users(&self, prefix: &UsernamePrefix, limit: u32) -> Result<Vec<User>, StoreError> {
+    pub async fn search_users(
+        &self,
+        prefix: &UsernamePrefix,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
         dispatch!(self.search_users(prefix, limit))
     }
 
@@ -211,7 +220,10 @@ impl Store {
     }
 
     /// Deletes tokens that expired before `before`; returns how many.
-    pub async fn delete_expired_refresh_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+    pub async fn delete_expired_refresh_tokens(
+        &self,
+        before: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
         dispatch!(self.delete_expired_refresh_tokens(before))
     }
 }
@@ -224,5 +236,6 @@ pub fn now() -> OffsetDateTime {
 /// Drops sub-microsecond precision, which Postgres would drop anyway.
 pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
     let t = t.to_offset(time::UtcOffset::UTC);
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
 }

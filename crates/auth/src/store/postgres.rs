@@ -6,7 +6,9 @@ use herald_common::ids::UserId;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use time::OffsetDateTime;
 
-use super::{Credentials, MIGRATIONS_TABLE, NewRefreshToken, NewUser, Replacement, Rotation, StoreError};
+use super::{
+    Credentials, MIGRATIONS_TABLE, NewRefreshToken, NewUser, Replacement, Rotation, StoreError,
+};
 use crate::{
     domain::{User, Username, UsernamePrefix},
     password::PasswordHash,
@@ -25,7 +27,10 @@ pub struct PgStore {
 impl PgStore {
     /// A lazily connecting pool.
     pub(super) fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new().max_connections(10).acquire_timeout(acquire_timeout).connect_lazy(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy(url)?;
         Ok(Self { pool })
     }
 
@@ -42,7 +47,9 @@ impl PgStore {
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query!("SELECT 1 AS one").fetch_one(&self.pool).await?;
+        sqlx::query!("SELECT 1 AS one")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -57,7 +64,11 @@ impl PgStore {
         .execute(&self.pool)
         .await;
         match result {
-            Ok(_) => Ok(User { id: user.id, username: user.username.clone(), created_at: user.created_at }),
+            Ok(_) => Ok(User {
+                id: user.id,
+                username: user.username.clone(),
+                created_at: user.created_at,
+            }),
             Err(sqlx::Error::Database(db)) if db.constraint() == Some(USERNAME_UNIQUE_INDEX) => {
                 Err(StoreError::UsernameTaken)
             }
@@ -65,7 +76,10 @@ impl PgStore {
         }
     }
 
-    pub(super) async fn credentials(&self, username: &Username) -> Result<Option<Credentials>, StoreError> {
+    pub(super) async fn credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<Credentials>, StoreError> {
         let row = sqlx::query!(
             "SELECT id, username, password_hash, created_at FROM users WHERE lower(username) = $1",
             username.folded(),
@@ -83,9 +97,12 @@ impl PgStore {
     }
 
     pub(super) async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query!("SELECT id, username, created_at FROM users WHERE id = $1", id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query!(
+            "SELECT id, username, created_at FROM users WHERE id = $1",
+            id.as_uuid()
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| User {
             id: UserId::from_uuid(r.id),
             username: Username::from_stored(r.username),
@@ -93,7 +110,11 @@ impl PgStore {
         }))
     }
 
-    pub(super) async fn search_users(&self, prefix: &UsernamePrefix, limit: u32) -> Result<Vec<User>, StoreError> {
+    pub(super) async fn search_users(
+        &self,
+        prefix: &UsernamePrefix,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query!(
             r#"SELECT id, username, created_at FROM users
               WHERE lower(username) LIKE $1 ESCAPE '\'
@@ -114,7 +135,10 @@ impl PgStore {
             .collect())
     }
 
-    pub(super) async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError> {
+    pub(super) async fn insert_refresh_token(
+        &self,
+        token: &NewRefreshToken,
+    ) -> Result<(), StoreError> {
         sqlx::query!(
             "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -161,9 +185,12 @@ impl PgStore {
             )
             .execute(&mut *tx)
             .await?;
-            let user = sqlx::query!("SELECT id, username, created_at FROM users WHERE id = $1", used.user_id)
-                .fetch_one(&mut *tx)
-                .await?;
+            let user = sqlx::query!(
+                "SELECT id, username, created_at FROM users WHERE id = $1",
+                used.user_id
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             tx.commit().await?;
             return Ok(Rotation::Rotated(User {
                 id: UserId::from_uuid(user.id),
@@ -186,7 +213,9 @@ impl PgStore {
                 )
                 .execute(&mut *tx)
                 .await?;
-                Rotation::Reused { user_id: UserId::from_uuid(row.user_id) }
+                Rotation::Reused {
+                    user_id: UserId::from_uuid(row.user_id),
+                }
             }
             _ => Rotation::Invalid,
         };
@@ -213,7 +242,11 @@ impl PgStore {
         Ok(done.rows_affected())
     }
 
-    pub(super) async fn revoke_all(&self, user: UserId, now: OffsetDateTime) -> Result<u64, StoreError> {
+    pub(super) async fn revoke_all(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query!(
             "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
             user.as_uuid(),
@@ -224,7 +257,10 @@ impl PgStore {
         Ok(done.rows_affected())
     }
 
-    pub(super) async fn delete_expired_refresh_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+    pub(super) async fn delete_expired_refresh_tokens(
+        &self,
+        before: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query!("DELETE FROM refresh_tokens WHERE expires_at < $1", before)
             .execute(&self.pool)
             .await?;

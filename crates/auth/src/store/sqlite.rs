@@ -11,7 +11,9 @@ use sqlx::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Credentials, MIGRATIONS_TABLE, NewRefreshToken, NewUser, Replacement, Rotation, StoreError};
+use super::{
+    Credentials, MIGRATIONS_TABLE, NewRefreshToken, NewUser, Replacement, Rotation, StoreError,
+};
 use crate::{
     domain::{User, Username, UsernamePrefix},
     password::PasswordHash,
@@ -57,28 +59,44 @@ impl SqliteStore {
     }
 
     pub(super) async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
-        let result = sqlx::query("INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)")
-            .bind(user.id.as_uuid())
-            .bind(user.username.as_str())
-            .bind(user.password_hash.as_str())
-            .bind(to_micros(user.created_at))
-            .execute(&self.pool)
-            .await;
+        let result = sqlx::query(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(user.id.as_uuid())
+        .bind(user.username.as_str())
+        .bind(user.password_hash.as_str())
+        .bind(to_micros(user.created_at))
+        .execute(&self.pool)
+        .await;
         match result {
-            Ok(_) => Ok(User { id: user.id, username: user.username.clone(), created_at: user.created_at }),
+            Ok(_) => Ok(User {
+                id: user.id,
+                username: user.username.clone(),
+                created_at: user.created_at,
+            }),
             // SQLite reports the violated columns, not the index name.
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(StoreError::UsernameTaken),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::UsernameTaken)
+            }
             Err(err) => Err(err.into()),
         }
     }
 
-    pub(super) async fn credentials(&self, username: &Username) -> Result<Option<Credentials>, StoreError> {
-        let row = sqlx::query("SELECT id, username, password_hash, created_at FROM users WHERE lower(username) = ?")
-            .bind(username.folded())
-            .fetch_optional(&self.pool)
-            .await?;
+    pub(super) async fn credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<Credentials>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, username, password_hash, created_at FROM users WHERE lower(username) = ?",
+        )
+        .bind(username.folded())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
-            Ok(Credentials { user: user_from_row(&r)?, password_hash: PasswordHash::from_stored(r.try_get("password_hash")?) })
+            Ok(Credentials {
+                user: user_from_row(&r)?,
+                password_hash: PasswordHash::from_stored(r.try_get("password_hash")?),
+            })
         })
         .transpose()
     }
@@ -91,7 +109,11 @@ impl SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    pub(super) async fn search_users(&self, prefix: &UsernamePrefix, limit: u32) -> Result<Vec<User>, StoreError> {
+    pub(super) async fn search_users(
+        &self,
+        prefix: &UsernamePrefix,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query(
             r"SELECT id, username, created_at FROM users
               WHERE lower(username) LIKE ? ESCAPE '\'
@@ -105,7 +127,10 @@ impl SqliteStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    pub(super) async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError> {
+    pub(super) async fn insert_refresh_token(
+        &self,
+        token: &NewRefreshToken,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -162,10 +187,12 @@ impl SqliteStore {
             tx.commit().await?;
             return Ok(Rotation::Rotated(user));
         }
-        let previous = sqlx::query("SELECT user_id, family_id, rotated_at FROM refresh_tokens WHERE token_hash = ?")
-            .bind(presented.as_bytes().as_slice())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let previous = sqlx::query(
+            "SELECT user_id, family_id, rotated_at FROM refresh_tokens WHERE token_hash = ?",
+        )
+        .bind(presented.as_bytes().as_slice())
+        .fetch_optional(&mut *tx)
+        .await?;
         let outcome = match previous {
             Some(row) if row.try_get::<Option<i64>, _>("rotated_at")?.is_some() => {
                 let family_id: Uuid = row.try_get("family_id")?;
@@ -174,7 +201,9 @@ impl SqliteStore {
                     .bind(family_id)
                     .execute(&mut *tx)
                     .await?;
-                Rotation::Reused { user_id: UserId::from_uuid(row.try_get("user_id")?) }
+                Rotation::Reused {
+                    user_id: UserId::from_uuid(row.try_get("user_id")?),
+                }
             }
             _ => Rotation::Invalid,
         };
@@ -201,16 +230,25 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 
-    pub(super) async fn revoke_all(&self, user: UserId, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
-            .bind(to_micros(now))
-            .bind(user.as_uuid())
-            .execute(&self.pool)
-            .await?;
+    pub(super) async fn revoke_all(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(to_micros(now))
+        .bind(user.as_uuid())
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
-    pub(super) async fn delete_expired_refresh_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+    pub(super) async fn delete_expired_refresh_tokens(
+        &self,
+        before: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?")
             .bind(to_micros(before))
             .execute(&self.pool)

@@ -25,7 +25,13 @@ async fn me_rejects_a_missing_or_garbage_token_with_401() {
 
     let missing = app.client.get(app.url("/auth/me")).send().await.unwrap();
     let garbage = app.get_with_token("/auth/me", "not.a.token").await;
-    let basic = app.client.get(app.url("/auth/me")).header("authorization", "Basic YWxpY2U6eA==").send().await.unwrap();
+    let basic = app
+        .client
+        .get(app.url("/auth/me"))
+        .header("authorization", "Basic YWxpY2U6eA==")
+        .send()
+        .await
+        .unwrap();
 
     for response in [missing, garbage, basic] {
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
@@ -36,7 +42,9 @@ async fn me_rejects_a_missing_or_garbage_token_with_401() {
 }
 
 async fn usernames(app: &crate::helpers::TestApp, token: &str, query: &str) -> Vec<String> {
-    let response = app.get_with_token(&format!("/auth/users{query}"), token).await;
+    let response = app
+        .get_with_token(&format!("/auth/users{query}"), token)
+        .await;
     let (status, body) = status_and_json(response).await;
     assert_eq!(status, 200, "{body}");
     body["items"]
@@ -60,10 +68,19 @@ async fn users_finds_users_by_prefix_ignoring_case_in_name_order() {
     }
     let token = app.sign_in(&me).await.access;
 
-    assert_eq!(usernames(&app, &token, "?prefix=AL").await, ["al_x", "Alfred", "alice"]);
+    assert_eq!(
+        usernames(&app, &token, "?prefix=AL").await,
+        ["al_x", "Alfred", "alice"]
+    );
     assert_eq!(usernames(&app, &token, "?prefix=ali").await, ["alice"]);
-    assert_eq!(usernames(&app, &token, "?prefix=nobody").await, Vec::<String>::new());
-    assert_eq!(usernames(&app, &token, "?prefix=al&limit=2").await, ["al_x", "Alfred"]);
+    assert_eq!(
+        usernames(&app, &token, "?prefix=nobody").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        usernames(&app, &token, "?prefix=al&limit=2").await,
+        ["al_x", "Alfred"]
+    );
     assert_eq!(usernames(&app, &token, "").await.len(), 5);
 }
 
@@ -81,7 +98,12 @@ async fn an_underscore_in_the_prefix_is_not_a_wildcard() {
 async fn users_requires_sign_in() {
     let app = spawn_app().await;
 
-    let response = app.client.get(app.url("/auth/users?prefix=a")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/auth/users?prefix=a"))
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 401);
 }
@@ -92,8 +114,16 @@ async fn bad_limits_and_prefixes_are_422() {
     let user = app.register().await;
     let token = app.sign_in(&user).await.access;
 
-    for query in ["?limit=0", "?limit=101", "?limit=abc", "?prefix=a%25", &format!("?prefix={}", "a".repeat(33))] {
-        let response = app.get_with_token(&format!("/auth/users{query}"), &token).await;
+    for query in [
+        "?limit=0",
+        "?limit=101",
+        "?limit=abc",
+        "?prefix=a%25",
+        &format!("?prefix={}", "a".repeat(33)),
+    ] {
+        let response = app
+            .get_with_token(&format!("/auth/users{query}"), &token)
+            .await;
         let (status, body): (u16, Value) = status_and_json(response).await;
         assert_eq!(status, 422, "{query}");
         assert_eq!(body["error"]["code"], "validation_failed");
@@ -104,7 +134,9 @@ async fn bad_limits_and_prefixes_are_422() {
 async fn the_embedded_configuration_serves_the_same_accounts_api() {
     let app = spawn_embedded_app().await;
     let user = app.register_named("Embedded").await;
-    let duplicate = app.post_register(&json!({"username": "embedded", "password": "whatever123"})).await;
+    let duplicate = app
+        .post_register(&json!({"username": "embedded", "password": "whatever123"}))
+        .await;
     let tokens = app.sign_in(&user).await;
 
     let me = app.get_with_token("/auth/me", &tokens.access).await;
@@ -113,5 +145,8 @@ async fn the_embedded_configuration_serves_the_same_accounts_api() {
     assert_eq!(duplicate.status(), 409);
     assert_eq!(me.status(), 200);
     assert_eq!(refreshed.status(), 200);
-    assert_eq!(usernames(&app, &tokens.access, "?prefix=emb").await, ["Embedded"]);
+    assert_eq!(
+        usernames(&app, &tokens.access, "?prefix=emb").await,
+        ["Embedded"]
+    );
 }

@@ -19,13 +19,14 @@ use herald_service::{
     tokens::{BrokerKeySource, KEY_SET_KV_KEY, TokenVerifier},
 };
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The Postgres server tests use (any database name in it is replaced).
 pub fn test_database_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/herald".to_owned())
+    std::env::var("HERALD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/herald".to_owned())
 }
 
 /// The Redis tests use.
@@ -62,9 +63,19 @@ impl TestDatabase {
     pub async fn create() -> Self {
         let name = format!("herald_test_{}", Uuid::new_v4().simple());
         let admin_url = with_database(&test_database_url(), "postgres");
-        let mut admin = PgConnection::connect(&admin_url).await.expect("connect to the test Postgres server");
-        admin.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.expect("create the test database");
-        Self { url: with_database(&test_database_url(), &name), name }
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to the test Postgres server");
+        // The name is generated above (hex digits only), so formatting it into SQL is safe.
+        let create = format!(r#"CREATE DATABASE "{name}""#);
+        admin
+            .execute(sqlx::raw_sql(AssertSqlSafe(create)))
+            .await
+            .expect("create the test database");
+        Self {
+            url: with_database(&test_database_url(), &name),
+            name,
+        }
     }
 }
 
@@ -73,11 +84,17 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop cannot await: a short-lived runtime on its own thread does the clean-up.
         let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             runtime.block_on(async move {
                 let admin_url = with_database(&test_database_url(), "postgres");
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    let _ = admin.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str()).await;
+                    let drop = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+                    let _ = admin.execute(sqlx::raw_sql(AssertSqlSafe(drop))).await;
                 }
             });
         });
@@ -94,7 +111,8 @@ pub struct KeyFile {
 impl KeyFile {
     /// A file holding a new random key.
     pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("herald-auth-test-{}.pem", Uuid::new_v4().simple()));
+        let path =
+            std::env::temp_dir().join(format!("herald-auth-test-{}.pem", Uuid::new_v4().simple()));
         let file = Self { path };
         file.rotate();
         file
@@ -103,7 +121,10 @@ impl KeyFile {
     /// Replaces the key with a new random one; returns its kid.
     pub fn rotate(&self) -> String {
         let pem = SigningKey::generate_pem();
-        let kid = SigningKey::from_pem(&pem).expect("generated PEM parses").kid().to_owned();
+        let kid = SigningKey::from_pem(&pem)
+            .expect("generated PEM parses")
+            .kid()
+            .to_owned();
         // Write then rename, as a mounted secret update does, so readers never see half a file.
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, pem).expect("write key file");
@@ -122,8 +143,6 @@ impl Drop for KeyFile {
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
-    /// The bound port.
-    pub port: u16,
     /// HTTP client (no redirects, no cookies).
     pub client: reqwest::Client,
     /// The service's state (store, keys).
@@ -154,7 +173,10 @@ pub struct SqliteFile {
 impl SqliteFile {
     /// A path for a new database file.
     pub fn new() -> Self {
-        Self { path: std::env::temp_dir().join(format!("herald-auth-test-{}.db", Uuid::new_v4().simple())) }
+        Self {
+            path: std::env::temp_dir()
+                .join(format!("herald-auth-test-{}.db", Uuid::new_v4().simple())),
+        }
     }
 
     /// `sqlite://<path>`.
@@ -191,8 +213,10 @@ fn test_settings(database_url: String, key_file: &KeyFile) -> Settings {
 /// The broker `settings` describe, as a second handle (the test's own view of Redis).
 pub fn broker_for(settings: &Settings) -> Broker {
     match settings.redis_url.as_ref() {
-        Some(url) => Broker::redis(&RedisConfig::new(url.expose().clone()).with_prefix(settings.redis_prefix.clone()))
-            .expect("redis broker config"),
+        Some(url) => Broker::redis(
+            &RedisConfig::new(url.expose().clone()).with_prefix(settings.redis_prefix.clone()),
+        )
+        .expect("redis broker config"),
         None => Broker::memory(),
     }
 }
@@ -231,15 +255,20 @@ async fn start(
     database: Option<TestDatabase>,
     sqlite: Option<SqliteFile>,
 ) -> TestApp {
-    let app = Application::build_with_broker(settings.clone(), broker.clone()).await.expect("build the application");
+    let app = Application::build_with_broker(settings.clone(), broker.clone())
+        .await
+        .expect("build the application");
     let port = app.port();
     let state = app.state().clone();
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-        port,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client"),
+
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client"),
         state,
         broker,
         settings,
@@ -278,7 +307,12 @@ impl TestApp {
 
     /// `POST /auth/register` with JSON.
     pub async fn post_register(&self, body: &Value) -> reqwest::Response {
-        self.client.post(self.url("/auth/register")).json(body).send().await.expect("request")
+        self.client
+            .post(self.url("/auth/register"))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Registers a user with a random name (prefix `u`) and password; panics unless 201.
@@ -290,7 +324,9 @@ impl TestApp {
     /// Registers `username` with a random password; panics unless 201.
     pub async fn register_named(&self, username: &str) -> TestUser {
         let password = format!("pw-{}", Uuid::new_v4().simple());
-        let response = self.post_register(&json!({"username": username, "password": password})).await;
+        let response = self
+            .post_register(&json!({"username": username, "password": password}))
+            .await;
         assert_eq!(response.status(), 201, "register {username}");
         let body: Value = response.json().await.expect("json");
         TestUser {
@@ -304,7 +340,11 @@ impl TestApp {
     pub async fn post_token_form(&self, username: &str, password: &str) -> reqwest::Response {
         self.client
             .post(self.url("/auth/token"))
-            .form(&[("grant_type", "password"), ("username", username), ("password", password)])
+            .form(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ])
             .send()
             .await
             .expect("request")
@@ -329,7 +369,12 @@ impl TestApp {
 
     /// `GET path` with a bearer token.
     pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// The key set as the test's broker handle sees it.
@@ -354,8 +399,14 @@ impl TestApp {
 pub async fn tokens_of(response: reqwest::Response) -> Tokens {
     let body: Value = response.json().await.expect("json");
     Tokens {
-        access: body["access_token"].as_str().expect("access_token").to_owned(),
-        refresh: body["refresh_token"].as_str().expect("refresh_token").to_owned(),
+        access: body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned(),
+        refresh: body["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_owned(),
     }
 }
 
@@ -388,6 +439,8 @@ where
 pub fn jwt_part(token: &str, index: usize) -> Value {
     use base64::Engine as _;
     let part = token.split('.').nth(index).expect("JWT part");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON")
 }

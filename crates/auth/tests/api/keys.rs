@@ -7,7 +7,9 @@ use herald_auth::{Application, keys::SigningKey};
 use herald_common::auth::KeySet;
 use herald_service::Environment;
 
-use crate::helpers::{eventually, jwt_part, spawn_app, spawn_app_with, status_and_json, KeyFile, TestDatabase};
+use crate::helpers::{
+    KeyFile, TestDatabase, eventually, jwt_part, spawn_app, spawn_app_with, status_and_json,
+};
 
 #[tokio::test]
 async fn jwks_serves_the_key_that_signs_tokens() {
@@ -15,17 +17,28 @@ async fn jwks_serves_the_key_that_signs_tokens() {
     let user = app.register().await;
     let tokens = app.sign_in(&user).await;
 
-    let response = app.client.get(app.url("/auth/jwks.json")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/auth/jwks.json"))
+        .send()
+        .await
+        .unwrap();
 
     let (status, body) = status_and_json(response).await;
     assert_eq!(status, 200);
     let set: KeySet = serde_json::from_value(body.clone()).unwrap();
-    let kid = jwt_part(&tokens.access, 0)["kid"].as_str().unwrap().to_owned();
+    let kid = jwt_part(&tokens.access, 0)["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let key = set.find(&kid).expect("signing key listed");
     assert_eq!((key.kty.as_str(), key.crv.as_str()), ("OKP", "Ed25519"));
     assert_eq!(key.alg.as_deref(), Some("EdDSA"));
     assert_eq!(body["keys"][0]["use"], "sig");
-    assert!(body["keys"][0].get("d").is_none(), "private part must never be published");
+    assert!(
+        body["keys"][0].get("d").is_none(),
+        "private part must never be published"
+    );
 }
 
 #[tokio::test]
@@ -48,7 +61,10 @@ async fn rotating_the_key_file_switches_signing_without_a_restart_and_old_tokens
     let app = spawn_app().await;
     let user = app.register().await;
     let old_tokens = app.sign_in(&user).await;
-    let old_kid = jwt_part(&old_tokens.access, 0)["kid"].as_str().unwrap().to_owned();
+    let old_kid = jwt_part(&old_tokens.access, 0)["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // A verifier that saw only the old key set, like a gateway started before the rotation.
     let gateway = app.broker_verifier().await;
 
@@ -62,10 +78,27 @@ async fn rotating_the_key_file_switches_signing_without_a_restart_and_old_tokens
 
     assert_ne!(old_kid, new_kid);
     // auth itself accepts both.
-    assert_eq!(app.get_with_token("/auth/me", &old_tokens.access).await.status(), 200);
-    assert_eq!(app.get_with_token("/auth/me", &new_tokens.access).await.status(), 200);
+    assert_eq!(
+        app.get_with_token("/auth/me", &old_tokens.access)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.get_with_token("/auth/me", &new_tokens.access)
+            .await
+            .status(),
+        200
+    );
     // The JWKS and the broker list both keys.
-    let (_, jwks) = status_and_json(app.client.get(app.url("/auth/jwks.json")).send().await.unwrap()).await;
+    let (_, jwks) = status_and_json(
+        app.client
+            .get(app.url("/auth/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let jwks: KeySet = serde_json::from_value(jwks).unwrap();
     assert!(jwks.find(&old_kid).is_some() && jwks.find(&new_kid).is_some());
     let published = app.published_key_set().await.unwrap();
@@ -100,7 +133,11 @@ async fn a_key_file_that_is_not_a_key_keeps_the_current_key() {
     let app = spawn_app().await;
     let kid = app.state.keys().current().kid().to_owned();
 
-    std::fs::write(&app.key_file.path, "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        &app.key_file.path,
+        "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let user = app.register().await;
     let tokens = app.sign_in(&user).await;
@@ -121,7 +158,10 @@ async fn two_instances_with_different_keys_accept_each_others_tokens() {
     let from_second = first
         .client
         .post(format!("{second_url}/auth/token"))
-        .form(&[("username", user.username.as_str()), ("password", user.password.as_str())])
+        .form(&[
+            ("username", user.username.as_str()),
+            ("password", user.password.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -167,13 +207,21 @@ async fn development_generates_a_key_when_none_is_configured() {
 
     let tokens = app.sign_in(&user).await;
 
-    assert_eq!(app.get_with_token("/auth/me", &tokens.access).await.status(), 200);
+    assert_eq!(
+        app.get_with_token("/auth/me", &tokens.access)
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn an_unreadable_key_file_fails_start_up() {
     let database = TestDatabase::create().await;
-    let path = std::env::temp_dir().join(format!("herald-auth-test-bad-{}.pem", uuid::Uuid::new_v4().simple()));
+    let path = std::env::temp_dir().join(format!(
+        "herald-auth-test-bad-{}.pem",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::write(&path, "not a key").unwrap();
     let settings = herald_auth::Settings {
         listen: "127.0.0.1:0".into(),

@@ -20,7 +20,10 @@ async fn the_binary_logs_json_without_passwords_or_tokens() {
         .env("HERALD_LISTEN", "127.0.0.1:0")
         .env("HERALD_DATABASE_URL", &database.url)
         .env("HERALD_REDIS_URL", test_redis_url())
-        .env("HERALD_REDIS_PREFIX", format!("herald-test-{}:", uuid::Uuid::new_v4().simple()))
+        .env(
+            "HERALD_REDIS_PREFIX",
+            format!("herald-test-{}:", uuid::Uuid::new_v4().simple()),
+        )
         .env("HERALD_JWT_PRIVATE_KEY_FILE", &key_file.path)
         .env("HERALD_AUTO_MIGRATE", "true")
         .env("RUST_LOG", "debug")
@@ -62,7 +65,10 @@ async fn the_binary_logs_json_without_passwords_or_tokens() {
         .unwrap();
     let wrong = client
         .post(format!("{base}/auth/token"))
-        .form(&[("username", "logcheck"), ("password", "Wr0ng-Passw0rd-Here")])
+        .form(&[
+            ("username", "logcheck"),
+            ("password", "Wr0ng-Passw0rd-Here"),
+        ])
         .send()
         .await
         .unwrap();
@@ -86,14 +92,34 @@ async fn the_binary_logs_json_without_passwords_or_tokens() {
         .json()
         .await
         .unwrap();
-    let replay = client.post(format!("{base}/auth/refresh")).json(&json!({"refresh_token": refresh})).send().await.unwrap();
-    let logout = client.post(format!("{base}/auth/logout")).bearer_auth(&access).send().await.unwrap();
+    let replay = client
+        .post(format!("{base}/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    let logout = client
+        .post(format!("{base}/auth/logout"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().await.unwrap();
 
-    assert_eq!((registered.status(), wrong.status(), replay.status(), logout.status()), (201, 401, 401, 204));
+    let statuses = [
+        registered.status(),
+        wrong.status(),
+        replay.status(),
+        logout.status(),
+    ]
+    .map(|s| s.as_u16());
+    assert_eq!(statuses, [201, 401, 401, 204]);
     let lines = lines.lock().unwrap().clone();
-    assert!(lines.iter().any(|l| l.contains("signed in")), "expected the sign-in to be logged");
+    assert!(
+        lines.iter().any(|l| l.contains("signed in")),
+        "expected the sign-in to be logged"
+    );
     let secrets = [
         password.to_owned(),
         "Wr0ng-Passw0rd-Here".to_owned(),
@@ -105,9 +131,15 @@ async fn the_binary_logs_json_without_passwords_or_tokens() {
         database.url.clone(),
     ];
     for line in &lines {
-        assert!(serde_json::from_str::<Value>(line).is_ok(), "not a JSON log line: {line}");
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
         for secret in &secrets {
-            assert!(!line.contains(secret.as_str()), "secret in log line: {line}");
+            assert!(
+                !line.contains(secret.as_str()),
+                "secret in log line: {line}"
+            );
         }
     }
 }
@@ -116,7 +148,11 @@ async fn the_binary_logs_json_without_passwords_or_tokens() {
 async fn the_binary_documents_itself_and_migrates() {
     let database = TestDatabase::create().await;
 
-    let help = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald-auth")).arg("--help").output().await.unwrap();
+    let help = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald-auth"))
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
     let migrate = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald-auth"))
         .arg("migrate")
         .env("HERALD_DATABASE_URL", &database.url)
@@ -131,10 +167,19 @@ async fn the_binary_documents_itself_and_migrates() {
         .unwrap();
 
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("migrate") && help.contains("HERALD_JWT_PRIVATE_KEY_FILE"), "{help}");
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stdout));
+    assert!(
+        help.contains("migrate") && help.contains("HERALD_JWT_PRIVATE_KEY_FILE"),
+        "{help}"
+    );
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stdout)
+    );
     assert!(again.status.success(), "migrations are idempotent");
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url).await.unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
+        .await
+        .unwrap();
     let tables: Vec<(String,)> = sqlx::query_as(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
     )
@@ -142,5 +187,8 @@ async fn the_binary_documents_itself_and_migrates() {
     .await
     .unwrap();
     let tables: Vec<String> = tables.into_iter().map(|(t,)| t).collect();
-    assert_eq!(tables, ["_herald_auth_migrations", "refresh_tokens", "users"]);
+    assert_eq!(
+        tables,
+        ["_herald_auth_migrations", "refresh_tokens", "users"]
+    );
 }

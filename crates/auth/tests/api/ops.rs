@@ -50,7 +50,9 @@ async fn a_database_outage_is_a_json_error_not_a_hang() {
     })
     .await;
 
-    let response = app.post_register(&serde_json::json!({"username": "alice", "password": "correct horse"})).await;
+    let response = app
+        .post_register(&serde_json::json!({"username": "alice", "password": "correct horse"}))
+        .await;
 
     let (status, body) = status_and_json(response).await;
     assert!(status == 500 || status == 503, "{status}");
@@ -66,7 +68,12 @@ async fn metrics_are_exposed_in_prometheus_text() {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
 
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = response.text().await.unwrap();
     assert!(text.contains("herald_http_requests_total"), "{text}");
     assert!(text.contains(r#"route="/auth/register""#), "{text}");
@@ -77,7 +84,12 @@ async fn metrics_are_exposed_in_prometheus_text() {
 async fn the_openapi_document_describes_every_auth_route() {
     let app = spawn_app().await;
 
-    let response = app.client.get(app.url("/openapi/auth.json")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/openapi/auth.json"))
+        .send()
+        .await
+        .unwrap();
 
     let (status, doc) = status_and_json(response).await;
     assert_eq!(status, 200);
@@ -92,10 +104,17 @@ async fn the_openapi_document_describes_every_auth_route() {
         ("/auth/users", "get"),
         ("/auth/jwks.json", "get"),
     ] {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
     }
     let token_body = &paths["/auth/token"]["post"]["requestBody"]["content"];
-    assert!(token_body.get("application/x-www-form-urlencoded").is_some());
+    assert!(
+        token_body
+            .get("application/x-www-form-urlencoded")
+            .is_some()
+    );
     assert!(token_body.get("application/json").is_some());
     assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
 }
@@ -104,7 +123,12 @@ async fn the_openapi_document_describes_every_auth_route() {
 async fn unknown_routes_get_a_json_404() {
     let app = spawn_app().await;
 
-    let response = app.client.get(app.url("/auth/nothing-here")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/auth/nothing-here"))
+        .send()
+        .await
+        .unwrap();
     let outside = app.client.get(app.url("/nothing")).send().await.unwrap();
 
     for response in [response, outside] {

@@ -6,7 +6,9 @@ use herald_broker::BrokerEvent;
 use herald_common::{channel::ChannelName, control::ControlMessage};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, spawn_embedded_app, status_and_json, tokens_of, TestApp};
+use crate::helpers::{
+    TestApp, spawn_app, spawn_app_with, spawn_embedded_app, status_and_json, tokens_of,
+};
 
 #[tokio::test]
 async fn refresh_returns_new_tokens_and_the_presented_one_stops_working() {
@@ -19,7 +21,12 @@ async fn refresh_returns_new_tokens_and_the_presented_one_stops_working() {
     assert_eq!(response.status(), 200);
     let second = tokens_of(response).await;
     assert_ne!(second.refresh, first.refresh);
-    assert_eq!(app.get_with_token("/auth/me", &second.access).await.status(), 200);
+    assert_eq!(
+        app.get_with_token("/auth/me", &second.access)
+            .await
+            .status(),
+        200
+    );
     let again = app.post_refresh(&second.refresh).await;
     assert_eq!(again.status(), 200);
 }
@@ -52,7 +59,10 @@ async fn refresh_accepts_the_oauth2_refresh_form() {
     let response = app
         .client
         .post(app.url("/auth/refresh"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens.refresh.as_str())])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens.refresh.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -64,7 +74,12 @@ async fn refresh_accepts_the_oauth2_refresh_form() {
 async fn unknown_or_garbage_refresh_tokens_are_401() {
     let app = spawn_app().await;
 
-    for token in ["", "nope", &"x".repeat(500), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+    for token in [
+        "",
+        "nope",
+        &"x".repeat(500),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
         let response = app.post_refresh(token).await;
         assert_eq!(response.status(), 401, "{token:?}");
     }
@@ -84,15 +99,26 @@ async fn an_expired_refresh_token_is_401() {
 
 /// Subscribes to the broker's control messages (through a probe channel subscription, which
 /// returns once the pub/sub connection is effective).
-async fn control_messages(app: &TestApp) -> (herald_broker::Subscriber, tokio::sync::mpsc::Receiver<BrokerEvent>) {
+async fn control_messages(
+    app: &TestApp,
+) -> (
+    herald_broker::Subscriber,
+    tokio::sync::mpsc::Receiver<BrokerEvent>,
+) {
     let (subscriber, events) = app.broker.subscriber(64);
-    subscriber.subscribe(&ChannelName::parse("chat:probe").unwrap()).await.unwrap();
+    subscriber
+        .subscribe(&ChannelName::parse("chat:probe").unwrap())
+        .await
+        .unwrap();
     (subscriber, events)
 }
 
 async fn next_control(events: &mut tokio::sync::mpsc::Receiver<BrokerEvent>) -> ControlMessage {
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("a control message").unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("a control message")
+            .unwrap();
         if let BrokerEvent::Control(payload) = event {
             return ControlMessage::decode(std::str::from_utf8(&payload).unwrap()).unwrap();
         }
@@ -115,7 +141,10 @@ async fn logout_revokes_the_session_and_tells_the_gateways(app: TestApp) {
         .unwrap();
 
     assert_eq!(response.status(), 204);
-    assert_eq!(next_control(&mut events).await, ControlMessage::RevokeUser { user: user.id });
+    assert_eq!(
+        next_control(&mut events).await,
+        ControlMessage::RevokeUser { user: user.id }
+    );
     assert_eq!(app.post_refresh(&session.refresh).await.status(), 401);
     assert_eq!(app.post_refresh(&other_session.refresh).await.status(), 200);
 }
@@ -137,7 +166,13 @@ async fn logout_without_a_body_ends_every_session_of_the_user() {
     let first = app.sign_in(&user).await;
     let second = app.sign_in(&user).await;
 
-    let response = app.client.post(app.url("/auth/logout")).bearer_auth(&first.access).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&first.access)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 204);
     assert_eq!(app.post_refresh(&first.refresh).await.status(), 401);
@@ -169,7 +204,13 @@ async fn logout_cannot_revoke_another_users_refresh_token() {
 async fn logout_requires_a_bearer_token() {
     let app = spawn_app().await;
 
-    let response = app.client.post(app.url("/auth/logout")).json(&json!({})).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/auth/logout"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
 
     let (status, body) = status_and_json(response).await;
     assert_eq!(status, 401);

@@ -116,7 +116,9 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
     let app = spawn_app().await;
     let user = app.register().await;
 
-    let wrong_password = app.post_token_form(&user.username, "not the password").await;
+    let wrong_password = app
+        .post_token_form(&user.username, "not the password")
+        .await;
     let unknown_user = app.post_token_form("nobody-here", "not the password").await;
     let invalid_name = app.post_token_form("no", "not the password").await;
 
@@ -139,16 +141,19 @@ async fn a_wrong_password_and_an_unknown_user_take_similar_time() {
     let user = app.register().await;
     // Warm up connections and caches.
     app.post_token_form(&user.username, "warm up please").await;
-    app.post_token_form("warm-up-nobody", "warm up please").await;
+    app.post_token_form("warm-up-nobody", "warm up please")
+        .await;
 
     let mut known = Vec::new();
     let mut unknown = Vec::new();
     for i in 0..5 {
         let started = Instant::now();
-        app.post_token_form(&user.username, &format!("wrong password {i}")).await;
+        app.post_token_form(&user.username, &format!("wrong password {i}"))
+            .await;
         known.push(started.elapsed());
         let started = Instant::now();
-        app.post_token_form(&format!("nobody{i}"), &format!("wrong password {i}")).await;
+        app.post_token_form(&format!("nobody{i}"), &format!("wrong password {i}"))
+            .await;
         unknown.push(started.elapsed());
     }
 
@@ -157,7 +162,10 @@ async fn a_wrong_password_and_an_unknown_user_take_similar_time() {
     let (known, unknown) = (known[2].as_secs_f64(), unknown[2].as_secs_f64());
     // Without the dummy verification an unknown user answers in a fraction of the time.
     let ratio = unknown / known;
-    assert!((0.6..1.7).contains(&ratio), "known {known:.4}s, unknown {unknown:.4}s");
+    assert!(
+        (0.6..1.7).contains(&ratio),
+        "known {known:.4}s, unknown {unknown:.4}s"
+    );
 }
 
 #[tokio::test]
@@ -168,7 +176,11 @@ async fn an_unsupported_grant_type_is_400() {
     let response = app
         .client
         .post(app.url("/auth/token"))
-        .form(&[("grant_type", "client_credentials"), ("username", &user.username), ("password", &user.password)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("username", &user.username),
+            ("password", &user.password),
+        ])
         .send()
         .await
         .unwrap();
@@ -182,7 +194,13 @@ async fn an_unsupported_grant_type_is_400() {
 async fn a_form_without_a_password_is_422() {
     let app = spawn_app().await;
 
-    let response = app.client.post(app.url("/auth/token")).form(&[("username", "alice")]).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/auth/token"))
+        .form(&[("username", "alice")])
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 422);
 }
@@ -192,13 +210,19 @@ async fn token_requests_are_limited_per_client_ip() {
     let app = spawn_app_with(|s| s.rate_limit.token_per_ip_per_minute = 3).await;
 
     for i in 0..3 {
-        let response = app.post_token_form(&format!("someone{i}"), "wrong password").await;
+        let response = app
+            .post_token_form(&format!("someone{i}"), "wrong password")
+            .await;
         assert_eq!(response.status(), 401);
     }
     let response = app.post_token_form("someone-else", "wrong password").await;
 
     assert_eq!(response.status(), 429);
-    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=20).contains(&retry_after), "{retry_after}");
     let (_, body) = status_and_json(response).await;
     assert_eq!(body["error"]["code"], "rate_limited");
@@ -219,7 +243,10 @@ async fn token_requests_are_limited_per_username_across_addresses() {
             .client
             .post(app.url("/auth/token"))
             .header("x-forwarded-for", format!("10.0.0.{i}"))
-            .form(&[("username", user.username.to_uppercase().as_str()), ("password", "wrong password")])
+            .form(&[
+                ("username", user.username.to_uppercase().as_str()),
+                ("password", "wrong password"),
+            ])
             .send()
             .await
             .unwrap();

@@ -44,7 +44,15 @@ impl Client {
         let history = options.history.is_enabled();
         let join_leave = request.join_leave && options.join_leave;
         let since = request.recover_since().filter(|_| history);
-        let slot = match subscription::attach(&self.shared, &self.target, &channel, SlotKind::Client, join_leave).await {
+        let slot = match subscription::attach(
+            &self.shared,
+            &self.target,
+            &channel,
+            SlotKind::Client,
+            join_leave,
+        )
+        .await
+        {
             Ok(slot) => slot,
             Err(AttachError::AlreadySubscribed) => return Err(ErrorCode::AlreadySubscribed.into()),
             Err(AttachError::Broker(err)) => {
@@ -52,14 +60,15 @@ impl Client {
                 return Err(ErrorCode::Internal.into());
             }
         };
-        let start = match subscription::start(&self.shared, &channel, &options, since.as_ref()).await {
-            Ok(start) => start,
-            Err(err) => {
-                tracing::warn!(%channel, error = %err, "subscribe position unavailable");
-                subscription::abandon(&self.shared, &self.target, &channel, &slot).await;
-                return Err(ErrorCode::Internal.into());
-            }
-        };
+        let start =
+            match subscription::start(&self.shared, &channel, &options, since.as_ref()).await {
+                Ok(start) => start,
+                Err(err) => {
+                    tracing::warn!(%channel, error = %err, "subscribe position unavailable");
+                    subscription::abandon(&self.shared, &self.target, &channel, &slot).await;
+                    return Err(ErrorCode::Internal.into());
+                }
+            };
         let recovering = since.is_some();
         if recovering && !start.recovered && request.flag & FLAG_REJECT_UNRECOVERED != 0 {
             subscription::abandon(&self.shared, &self.target, &channel, &slot).await;
@@ -73,7 +82,11 @@ impl Client {
             offset: top,
             recovered: recovering && start.recovered,
             was_recovering: recovering,
-            publications: if start.recovered { start.publications } else { Vec::new() },
+            publications: if start.recovered {
+                start.publications
+            } else {
+                Vec::new()
+            },
             ..SubscribeResult::default()
         };
         let reply = match Reply::new(id, result).encode() {
@@ -97,7 +110,12 @@ impl Client {
                 return Ok(());
             }
         }
-        let mut subscription = Subscription { slot, options, in_presence: false, announced: false };
+        let mut subscription = Subscription {
+            slot,
+            options,
+            in_presence: false,
+            announced: false,
+        };
         if let Some(info) = self.identity.as_ref().map(|identity| identity.info.clone()) {
             if options.presence {
                 match subscription::enter_presence(&self.shared, &channel, &info).await {
@@ -134,7 +152,11 @@ impl Client {
     /// unsubscribe push.
     pub(super) async fn drop_ended_subscriptions(&mut self) {
         for channel in self.target.take_ended() {
-            if self.subs.get(&channel).is_some_and(|sub| sub.slot.is_ended()) {
+            if self
+                .subs
+                .get(&channel)
+                .is_some_and(|sub| sub.slot.is_ended())
+            {
                 self.drop_subscription(&channel).await;
             }
         }
@@ -147,9 +169,18 @@ impl Client {
         };
         match self.identity.as_ref() {
             Some(identity) => {
-                subscription::detach(&self.shared, &self.target, channel, &subscription, &identity.info).await;
+                subscription::detach(
+                    &self.shared,
+                    &self.target,
+                    channel,
+                    &subscription,
+                    &identity.info,
+                )
+                .await;
             }
-            None => subscription::abandon(&self.shared, &self.target, channel, &subscription.slot).await,
+            None => {
+                subscription::abandon(&self.shared, &self.target, channel, &subscription.slot).await
+            }
         }
     }
 
@@ -161,7 +192,9 @@ impl Client {
         let info = self.identity.as_ref().map(|identity| &identity.info);
         join_all(subs.iter().map(|(channel, subscription)| async move {
             match info {
-                Some(info) => subscription::detach(shared, target, channel, subscription, info).await,
+                Some(info) => {
+                    subscription::detach(shared, target, channel, subscription, info).await
+                }
                 None => subscription::abandon(shared, target, channel, &subscription.slot).await,
             }
         }))
@@ -173,11 +206,17 @@ impl Client {
         let Some(identity) = self.identity.as_ref() else {
             return;
         };
-        let refreshes = self.subs.iter().filter(|(_, sub)| sub.in_presence).map(|(channel, _)| async move {
-            if let Err(err) = subscription::enter_presence(&self.shared, channel, &identity.info).await {
-                tracing::debug!(%channel, error = %err, "presence refresh failed");
-            }
-        });
+        let refreshes =
+            self.subs
+                .iter()
+                .filter(|(_, sub)| sub.in_presence)
+                .map(|(channel, _)| async move {
+                    if let Err(err) =
+                        subscription::enter_presence(&self.shared, channel, &identity.info).await
+                    {
+                        tracing::debug!(%channel, error = %err, "presence refresh failed");
+                    }
+                });
         join_all(refreshes).await;
     }
 
@@ -186,6 +225,8 @@ impl Client {
         self.identity
             .as_ref()
             .map(|identity| identity.grant.user)
-            .ok_or(Failure::Close(herald_common::protocol::DisconnectCode::BadRequest))
+            .ok_or(Failure::Close(
+                herald_common::protocol::DisconnectCode::BadRequest,
+            ))
     }
 }

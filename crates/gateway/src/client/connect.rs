@@ -43,8 +43,15 @@ impl Client {
             }));
         }
         let client = ClientId::new();
-        self.target.set_identity(fanout::Identity { user: grant.user, client });
-        let conn_info = ConnInfo { name: grant.name.clone() }.to_raw().map_err(|err| {
+        self.target.set_identity(fanout::Identity {
+            user: grant.user,
+            client,
+        });
+        let conn_info = ConnInfo {
+            name: grant.name.clone(),
+        }
+        .to_raw()
+        .map_err(|err| {
             tracing::error!(error = %err, "conn_info not encodable");
             Failure::Error(ErrorCode::Internal.into())
         })?;
@@ -63,13 +70,21 @@ impl Client {
             .get(channel.as_str())
             .and_then(|sub| sub.recover_since())
             .filter(|_| history);
-        let slot = subscription::attach(&self.shared, &self.target, &channel, SlotKind::ServerSide, false)
+        let slot = subscription::attach(
+            &self.shared,
+            &self.target,
+            &channel,
+            SlotKind::ServerSide,
+            false,
+        )
+        .await
+        .map_err(|err| {
+            tracing::warn!(%channel, error = %err, "server-side subscription failed");
+            Failure::Error(ErrorCode::Internal.into())
+        })?;
+        let start = match subscription::start(&self.shared, &channel, &options, since.as_ref())
             .await
-            .map_err(|err| {
-                tracing::warn!(%channel, error = %err, "server-side subscription failed");
-                Failure::Error(ErrorCode::Internal.into())
-            })?;
-        let start = match subscription::start(&self.shared, &channel, &options, since.as_ref()).await {
+        {
             Ok(start) => start,
             Err(err) => {
                 tracing::warn!(%channel, error = %err, "server-side subscription position unavailable");
@@ -85,7 +100,11 @@ impl Client {
             offset: top,
             recovered: start.recovered && since.is_some(),
             was_recovering: since.is_some(),
-            publications: if start.recovered { start.publications } else { Vec::new() },
+            publications: if start.recovered {
+                start.publications
+            } else {
+                Vec::new()
+            },
             ..SubscribeResult::default()
         };
         let ttl = grant.ttl();
@@ -106,7 +125,12 @@ impl Client {
 
         self.subs.insert(
             channel.clone(),
-            Subscription { slot: Arc::clone(&slot), options, in_presence: false, announced: false },
+            Subscription {
+                slot: Arc::clone(&slot),
+                options,
+                in_presence: false,
+                announced: false,
+            },
         );
         self.identity = Some(Identity { grant, info });
         let now = Instant::now();
@@ -114,7 +138,11 @@ impl Client {
         self.timers.next_ping = Some(now + self.shared.settings.ping_interval);
         self.timers.next_presence = Some(now + self.presence_refresh_interval());
         self.arm_expiry(ttl);
-        match slot.go_live(&self.target, Some(ByteString::from(reply)), history.then_some(top)) {
+        match slot.go_live(
+            &self.target,
+            Some(ByteString::from(reply)),
+            history.then_some(top),
+        ) {
             Started::Live => Ok(()),
             Started::Gap | Started::Ended => Err(Failure::Close(DisconnectCode::InsufficientState)),
         }
@@ -167,6 +195,9 @@ impl Client {
 /// The ping interval as the whole seconds the connect reply carries (at least 1).
 fn ping_seconds(interval: std::time::Duration) -> u32 {
     let secs = interval.as_secs_f64().ceil();
-    if secs < 1.0 { 1 } else { secs.min(f64::from(u32::MAX)) as u32 }
+    if secs < 1.0 {
+        1
+    } else {
+        secs.min(f64::from(u32::MAX)) as u32
+    }
 }
-

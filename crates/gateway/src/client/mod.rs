@@ -44,7 +44,11 @@ pub async fn websocket(
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let shared = shared.into_inner();
     let limits = &shared.settings.limits;
-    let target = Arc::new(Target::new(Format::Protocol, limits.send_queue_size, Arc::clone(&shared.stats)));
+    let target = Arc::new(Target::new(
+        Format::Protocol,
+        limits.send_queue_size,
+        Arc::clone(&shared.stats),
+    ));
     let pong_session = session.clone();
     actix_web::rt::spawn(run_writer(
         Arc::clone(&target.outbox),
@@ -56,7 +60,9 @@ pub async fn websocket(
         Ok(admission) => admission,
         Err(err) => {
             tracing::warn!(error = %err, "connection refused");
-            target.outbox.close(DisconnectCode::ConnectionLimit.to_disconnect());
+            target
+                .outbox
+                .close(DisconnectCode::ConnectionLimit.to_disconnect());
             return Ok(response);
         }
     };

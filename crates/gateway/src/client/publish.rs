@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use herald_broker::PublishRequest;
-use herald_common::protocol::{ErrorCode, PublishResult};
 use herald_common::protocol::PublishRequest as PublishCommand;
+use herald_common::protocol::{ErrorCode, PublishResult};
 
 use super::channels::parse_channel;
 use super::session::{Client, Failure, Handled};
@@ -32,8 +32,12 @@ impl Client {
             .identity
             .as_ref()
             .map(|identity| identity.info.clone())
-            .ok_or(Failure::Close(herald_common::protocol::DisconnectCode::BadRequest))?;
-        let publication = PublishRequest::new(data).with_info(info).with_history(options.history);
+            .ok_or(Failure::Close(
+                herald_common::protocol::DisconnectCode::BadRequest,
+            ))?;
+        let publication = PublishRequest::new(data)
+            .with_info(info)
+            .with_history(options.history);
         let started = Instant::now();
         let published = self.shared.broker.publish(&channel, publication).await;
         ::metrics::histogram!(metrics::PUBLISH_DURATION).record(started.elapsed().as_secs_f64());

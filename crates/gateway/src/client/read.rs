@@ -28,7 +28,12 @@ impl Client {
         if !options.presence {
             return Err(ErrorCode::NotAvailable.into());
         }
-        let presence = self.shared.broker.presence(&channel).await.map_err(internal)?;
+        let presence = self
+            .shared
+            .broker
+            .presence(&channel)
+            .await
+            .map_err(internal)?;
         self.reply(id, PresenceResult { presence });
         Ok(())
     }
@@ -38,7 +43,12 @@ impl Client {
         if !options.presence {
             return Err(ErrorCode::NotAvailable.into());
         }
-        let stats = self.shared.broker.presence_stats(&channel).await.map_err(internal)?;
+        let stats = self
+            .shared
+            .broker
+            .presence_stats(&channel)
+            .await
+            .map_err(internal)?;
         self.reply(
             id,
             PresenceStatsResult {
@@ -59,10 +69,16 @@ impl Client {
             Ok(limit) => limit.min(max),
             Err(_) => max,
         };
-        let query = HistoryQuery { since: request.since, limit: Some(limit), reverse: request.reverse };
+        let query = HistoryQuery {
+            since: request.since,
+            limit: Some(limit),
+            reverse: request.reverse,
+        };
         let history = match self.shared.broker.history(&channel, query).await {
             Ok(history) => history,
-            Err(BrokerError::UnrecoverablePosition) => return Err(ErrorCode::UnrecoverablePosition.into()),
+            Err(BrokerError::UnrecoverablePosition) => {
+                return Err(ErrorCode::UnrecoverablePosition.into());
+            }
             Err(err) => return Err(internal(err)),
         };
         self.reply(

@@ -84,11 +84,17 @@ pub(super) struct Timers {
 
 impl Timers {
     fn next(&self) -> Instant {
-        [self.connect_by, self.next_ping, self.pong_by, self.expires_at, self.next_presence]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+        [
+            self.connect_by,
+            self.next_ping,
+            self.pong_by,
+            self.expires_at,
+            self.next_presence,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
 }
 
@@ -112,7 +118,11 @@ impl Client {
     }
 
     /// Reads until the connection ends, then releases everything it held.
-    pub async fn run(&mut self, mut stream: actix_ws::AggregatedMessageStream, mut pong_session: Session) {
+    pub async fn run(
+        &mut self,
+        mut stream: actix_ws::AggregatedMessageStream,
+        mut pong_session: Session,
+    ) {
         self.shared.stats.connection_opened();
         let target = Arc::clone(&self.target);
         let done = target.done.clone();
@@ -144,7 +154,9 @@ impl Client {
             }
         }
         // Whatever ended the loop, make sure the writer ends too.
-        self.target.outbox.close_now(DisconnectCode::ConnectionClosed.to_disconnect());
+        self.target
+            .outbox
+            .close_now(DisconnectCode::ConnectionClosed.to_disconnect());
         drop(pong_session);
         self.release_all().await;
         self.shared.stats.connection_closed();
@@ -210,7 +222,9 @@ impl Client {
             }
             // Nothing listens for `send`; it expects no reply.
             Method::Send(_) => Ok(()),
-            Method::Rpc(_) | Method::SubRefresh(_) | Method::Unknown => Err(ErrorCode::MethodNotFound.into()),
+            Method::Rpc(_) | Method::SubRefresh(_) | Method::Unknown => {
+                Err(ErrorCode::MethodNotFound.into())
+            }
         }
     }
 

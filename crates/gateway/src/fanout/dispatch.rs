@@ -23,8 +23,8 @@ use herald_common::channel::ChannelName;
 use herald_common::control::ControlMessage;
 use herald_common::payload::{chat_line, notification_line};
 use herald_common::protocol::{
-    ClientInfo, DisconnectCode, Publication, Push, Unsubscribe, UnsubscribeCode,
-    encode_join_push, encode_leave_push, encode_publication_push,
+    ClientInfo, DisconnectCode, Publication, Push, Unsubscribe, UnsubscribeCode, encode_join_push,
+    encode_leave_push, encode_publication_push,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +49,11 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// A dispatcher over the node's hub and registry.
     pub fn new(hub: Arc<Hub>, registry: Arc<Registry>, stats: Arc<NodeStats>) -> Self {
-        Self { hub, registry, stats }
+        Self {
+            hub,
+            registry,
+            stats,
+        }
     }
 
     /// Consumes `events` until `shutdown` fires or the broker subscriber is gone.
@@ -73,13 +77,18 @@ impl Dispatcher {
     /// Delivers one event.
     pub fn handle(&self, event: BrokerEvent) {
         match event {
-            BrokerEvent::Publication { channel, publication, epoch } => {
+            BrokerEvent::Publication {
+                channel,
+                publication,
+                epoch,
+            } => {
                 self.publication(&channel, &publication, &epoch);
             }
             BrokerEvent::Join { channel, info } => self.join_leave(&channel, &info, true),
             BrokerEvent::Leave { channel, info } => self.join_leave(&channel, &info, false),
             BrokerEvent::GapPossible { channel } => {
-                self.hub.with_channel(channel.as_str(), |entry| self.gap(&channel, entry));
+                self.hub
+                    .with_channel(channel.as_str(), |entry| self.gap(&channel, entry));
             }
             BrokerEvent::Control(payload) => self.control(&payload),
         }
@@ -98,7 +107,9 @@ impl Dispatcher {
             let mut encoded = Encoded::new(channel, publication);
             for member in entry.members.values() {
                 if let Some(message) = encoded.get(member.target.format) {
-                    member.slot.deliver(&member.target, publication.offset, message);
+                    member
+                        .slot
+                        .deliver(&member.target, publication.offset, message);
                 }
             }
         });
@@ -146,11 +157,14 @@ impl Dispatcher {
             let target = &member.target;
             match (member.slot.kind(), target.format) {
                 (SlotKind::Client, Format::Protocol) => {
-                    let message = unsubscribe.get_or_insert_with(|| insufficient_state_push(channel));
+                    let message =
+                        unsubscribe.get_or_insert_with(|| insufficient_state_push(channel));
                     let _ = target.outbox.push(message.clone());
                     target.subscription_ended(channel);
                 }
-                _ => target.outbox.close(DisconnectCode::InsufficientState.to_disconnect()),
+                _ => target
+                    .outbox
+                    .close(DisconnectCode::InsufficientState.to_disconnect()),
             }
         }
     }
@@ -205,7 +219,13 @@ struct Encoded<'a> {
 
 impl<'a> Encoded<'a> {
     fn new(channel: &'a ChannelName, publication: &'a Publication) -> Self {
-        Self { channel, publication, protocol: None, chat: None, notification: None }
+        Self {
+            channel,
+            publication,
+            protocol: None,
+            chat: None,
+            notification: None,
+        }
     }
 
     fn get(&mut self, format: Format) -> Option<&ByteString> {

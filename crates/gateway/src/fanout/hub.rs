@@ -104,11 +104,18 @@ impl Hub {
 
     fn read_shard(&self, channel: &str) -> RwLockReadGuard<'_, HashMap<ChannelName, ChannelEntry>> {
         // Map operations cannot leave a shard half-updated, so a poisoned lock is usable.
-        self.shard(channel).read().unwrap_or_else(PoisonError::into_inner)
+        self.shard(channel)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_shard(&self, channel: &str) -> RwLockWriteGuard<'_, HashMap<ChannelName, ChannelEntry>> {
-        self.shard(channel).write().unwrap_or_else(PoisonError::into_inner)
+    fn write_shard(
+        &self,
+        channel: &str,
+    ) -> RwLockWriteGuard<'_, HashMap<ChannelName, ChannelEntry>> {
+        self.shard(channel)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds a subscriber; `false` when this connection is already subscribed.
@@ -160,7 +167,11 @@ mod tests {
 
     fn member() -> Member {
         Member {
-            target: Arc::new(Target::new(Format::Protocol, 1024, Arc::new(NodeStats::default()))),
+            target: Arc::new(Target::new(
+                Format::Protocol,
+                1024,
+                Arc::new(NodeStats::default()),
+            )),
             slot: Arc::new(Slot::new(SlotKind::Client)),
             join_leave: false,
         }

@@ -216,7 +216,12 @@ fn frame(messages: &mut Vec<ByteString>) -> ByteString {
 
 /// Writes what `outbox` queues to `session` until a close was sent, the client went away or
 /// the writer gave up on a client that does not read; then fires `done`.
-pub async fn run_writer(outbox: Arc<Outbox>, mut session: Session, close_timeout: Duration, done: CancellationToken) {
+pub async fn run_writer(
+    outbox: Arc<Outbox>,
+    mut session: Session,
+    close_timeout: Duration,
+    done: CancellationToken,
+) {
     let mut batch = Vec::new();
     loop {
         match outbox.next(std::mem::take(&mut batch)) {

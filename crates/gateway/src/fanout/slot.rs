@@ -45,7 +45,11 @@ pub enum Started {
 
 #[derive(Debug)]
 enum State {
-    Buffering { items: Vec<(u64, ByteString)>, bytes: usize, gap: bool },
+    Buffering {
+        items: Vec<(u64, ByteString)>,
+        bytes: usize,
+        gap: bool,
+    },
     Live,
     Ended,
 }
@@ -64,7 +68,11 @@ impl Slot {
     pub fn new(kind: SlotKind) -> Self {
         Self {
             live: AtomicBool::new(false),
-            state: Mutex::new(State::Buffering { items: Vec::new(), bytes: 0, gap: false }),
+            state: Mutex::new(State::Buffering {
+                items: Vec::new(),
+                bytes: 0,
+                gap: false,
+            }),
             kind,
         }
     }
@@ -109,7 +117,12 @@ impl Slot {
 
     /// Queues `reply`, then the buffered messages the reply does not contain (with a
     /// `top_offset`, those above it; without, all of them), and goes live.
-    pub fn go_live(&self, target: &Target, reply: Option<ByteString>, top_offset: Option<u64>) -> Started {
+    pub fn go_live(
+        &self,
+        target: &Target,
+        reply: Option<ByteString>,
+        top_offset: Option<u64>,
+    ) -> Started {
         let mut state = self.lock();
         let State::Buffering { items, gap, .. } = &mut *state else {
             if let Some(reply) = reply {

@@ -12,9 +12,19 @@ async fn health_readiness_and_metrics_answer() {
     let ready = http.get(gw.http_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     assert!(ready.text().await.unwrap().contains("redis"));
-    let metrics = http.get(gw.http_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = http
+        .get(gw.http_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("herald_gateway_connections"), "{metrics}");
-    assert!(metrics.contains("herald_gateway_subscriptions"), "{metrics}");
+    assert!(
+        metrics.contains("herald_gateway_subscriptions"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -24,9 +34,22 @@ async fn the_docs_page_is_served_offline_and_points_at_both_documents() {
     let page = http.get(gw.http_url("/docs/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("swagger"));
-    let init = http.get(gw.http_url("/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
-    assert!(init.contains("/openapi/auth.json") && init.contains("/openapi/tasks.json"), "{init}");
-    let redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let init = http
+        .get(gw.http_url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        init.contains("/openapi/auth.json") && init.contains("/openapi/tasks.json"),
+        "{init}"
+    );
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let bare = redirect.get(gw.http_url("/docs")).send().await.unwrap();
     assert_eq!(bare.status(), 308);
 }

@@ -36,7 +36,9 @@ async fn a_binary_frame_on_the_json_protocol_closes_with_3501() {
 async fn a_command_before_connect_closes_with_3501() {
     let gw = spawn_gateway().await;
     let mut client = WsClient::open(&gw.ws_url("/connection/websocket")).await;
-    client.send_text(&json!({"id": 1, "subscribe": {"channel": "tasks"}}).to_string()).await;
+    client
+        .send_text(&json!({"id": 1, "subscribe": {"channel": "tasks"}}).to_string())
+        .await;
     assert_eq!(client.close_code().await, 3501);
 }
 
@@ -44,7 +46,9 @@ async fn a_command_before_connect_closes_with_3501() {
 async fn a_command_without_an_id_closes_with_3501() {
     let gw = spawn_gateway().await;
     let (mut client, _, _) = gw.connected_client("alice").await;
-    client.send_text(&json!({"subscribe": {"channel": "tasks"}}).to_string()).await;
+    client
+        .send_text(&json!({"subscribe": {"channel": "tasks"}}).to_string())
+        .await;
     assert_eq!(client.close_code().await, 3501);
 }
 
@@ -63,10 +67,15 @@ async fn an_unknown_method_is_answered_with_104_and_the_connection_stays() {
 async fn a_message_over_64_kib_closes_with_1009() {
     let gw = spawn_gateway().await;
     let (mut client, _, _) = gw.connected_client("alice").await;
-    client.call("subscribe", json!({"channel": "chat:big"})).await;
+    client
+        .call("subscribe", json!({"channel": "chat:big"}))
+        .await;
     let text = "x".repeat(64 * 1024);
     client
-        .send_text(&json!({"id": 9, "publish": {"channel": "chat:big", "data": {"text": text}}}).to_string())
+        .send_text(
+            &json!({"id": 9, "publish": {"channel": "chat:big", "data": {"text": text}}})
+                .to_string(),
+        )
         .await;
     assert_eq!(client.close_code().await, 1009);
 }
@@ -78,7 +87,9 @@ async fn bad_channel_names_are_refused_with_107() {
     let too_long = format!("chat:{}", "a".repeat(251));
     for bad in ["", "chat room", "chat:é", "chat/x", too_long.as_str()] {
         for method in ["subscribe", "publish", "history", "presence"] {
-            let reply = client.call(method, json!({"channel": bad, "data": {}})).await;
+            let reply = client
+                .call(method, json!({"channel": bad, "data": {}}))
+                .await;
             assert_eq!(error_code(&reply), Some(107), "{method} {bad:?}: {reply}");
         }
     }
@@ -90,12 +101,16 @@ async fn more_channels_than_the_limit_are_refused_with_106() {
     let (mut client, _, _) = gw.connected_client("alice").await;
     // The personal channel counts: two more fit.
     for room in ["a", "b"] {
-        let reply = client.call("subscribe", json!({"channel": format!("chat:{room}")})).await;
+        let reply = client
+            .call("subscribe", json!({"channel": format!("chat:{room}")}))
+            .await;
         assert!(reply.get("error").is_none(), "{reply}");
     }
     let over = client.call("subscribe", json!({"channel": "chat:c"})).await;
     assert_eq!(error_code(&over), Some(106));
-    client.call("unsubscribe", json!({"channel": "chat:a"})).await;
+    client
+        .call("unsubscribe", json!({"channel": "chat:a"}))
+        .await;
     let fits = client.call("subscribe", json!({"channel": "chat:c"})).await;
     assert!(fits.get("error").is_none(), "{fits}");
 }
@@ -108,10 +123,17 @@ async fn a_publish_flood_is_refused_with_111() {
     })
     .await;
     let (mut client, _, _) = gw.connected_client("alice").await;
-    client.call("subscribe", json!({"channel": "chat:flood"})).await;
+    client
+        .call("subscribe", json!({"channel": "chat:flood"}))
+        .await;
     let mut refused = 0;
     for n in 0..10 {
-        let reply = client.call("publish", json!({"channel": "chat:flood", "data": {"n": n}})).await;
+        let reply = client
+            .call(
+                "publish",
+                json!({"channel": "chat:flood", "data": {"n": n}}),
+            )
+            .await;
         if error_code(&reply) == Some(111) {
             assert_eq!(reply["error"]["temporary"], true);
             refused += 1;
@@ -132,7 +154,11 @@ async fn the_per_user_connection_limit_closes_the_next_one_with_3504() {
         kept.push(client);
     }
     let mut third = WsClient::open(&gw.ws_url("/connection/websocket")).await;
-    third.send_text(&json!({"id": 1, "connect": {"token": gw.keys.token(&user, "alice", 600)}}).to_string()).await;
+    third
+        .send_text(
+            &json!({"id": 1, "connect": {"token": gw.keys.token(&user, "alice", 600)}}).to_string(),
+        )
+        .await;
     assert_eq!(third.close_code().await, 3504);
     let (_other_user, _, _) = gw.connected_client("bob").await;
 }
@@ -156,22 +182,38 @@ async fn no_connect_within_the_connect_timeout_closes_with_3502() {
 #[tokio::test]
 async fn a_foreign_origin_is_refused_before_the_upgrade() {
     let gw = spawn_gateway().await;
-    let mut request = gw.ws_url("/connection/websocket").into_client_request().unwrap();
-    request.headers_mut().insert("Origin", HeaderValue::from_static("https://evil.example"));
+    let mut request = gw
+        .ws_url("/connection/websocket")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", HeaderValue::from_static("https://evil.example"));
     let refused = tokio_tungstenite::connect_async(request).await;
     let err = refused.err().expect("the handshake must fail");
     assert!(err.to_string().contains("403"), "{err}");
 
-    let mut same_host = gw.ws_url("/connection/websocket").into_client_request().unwrap();
+    let mut same_host = gw
+        .ws_url("/connection/websocket")
+        .into_client_request()
+        .unwrap();
     let origin = format!("http://127.0.0.1:{}", gw.port);
-    same_host.headers_mut().insert("Origin", HeaderValue::from_str(&origin).unwrap());
+    same_host
+        .headers_mut()
+        .insert("Origin", HeaderValue::from_str(&origin).unwrap());
     assert!(tokio_tungstenite::connect_async(same_host).await.is_ok());
 }
 
 #[tokio::test]
 async fn listed_origins_are_allowed() {
-    let gw = spawn_gateway_with(|s| s.allowed_origins = vec!["https://app.example".to_owned()]).await;
-    let mut request = gw.ws_url("/connection/websocket").into_client_request().unwrap();
-    request.headers_mut().insert("Origin", HeaderValue::from_static("https://app.example"));
+    let gw =
+        spawn_gateway_with(|s| s.allowed_origins = vec!["https://app.example".to_owned()]).await;
+    let mut request = gw
+        .ws_url("/connection/websocket")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", HeaderValue::from_static("https://app.example"));
     assert!(tokio_tungstenite::connect_async(request).await.is_ok());
 }

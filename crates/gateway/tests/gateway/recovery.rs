@@ -19,25 +19,40 @@ fn publication(text: &str) -> PublishRequest {
 async fn resubscribing_with_recover_returns_the_missed_publications_in_order() {
     let gw = spawn_gateway().await;
     let channel = ChannelName::chat("recover").unwrap();
-    gw.broker.publish(&channel, publication("before")).await.unwrap();
+    gw.broker
+        .publish(&channel, publication("before"))
+        .await
+        .unwrap();
     let (mut alice, _, _) = gw.connected_client("alice").await;
-    let first = alice.call("subscribe", json!({"channel": "chat:recover"})).await;
+    let first = alice
+        .call("subscribe", json!({"channel": "chat:recover"}))
+        .await;
     let epoch = first["subscribe"]["epoch"].as_str().unwrap().to_owned();
     assert_eq!(first["subscribe"]["offset"], 1);
     drop(alice);
     for text in ["a", "b", "c"] {
-        gw.broker.publish(&channel, publication(text)).await.unwrap();
+        gw.broker
+            .publish(&channel, publication(text))
+            .await
+            .unwrap();
     }
     let (mut again, _, _) = gw.connected_client("alice").await;
     let reply = again
-        .call("subscribe", json!({"channel": "chat:recover", "recover": true, "epoch": epoch, "offset": 1}))
+        .call(
+            "subscribe",
+            json!({"channel": "chat:recover", "recover": true, "epoch": epoch, "offset": 1}),
+        )
         .await;
     let result = &reply["subscribe"];
     assert_eq!(result["recovered"], true, "{reply}");
     assert_eq!(result["was_recovering"], true);
     assert_eq!(result["offset"], 4);
-    let texts: Vec<&str> =
-        result["publications"].as_array().unwrap().iter().map(|p| p["data"]["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = result["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["data"]["text"].as_str().unwrap())
+        .collect();
     assert_eq!(texts, ["a", "b", "c"]);
     // Live publications continue after the recovered ones.
     gw.broker.publish(&channel, publication("d")).await.unwrap();
@@ -51,7 +66,10 @@ async fn recovery_from_another_epoch_is_refused_as_a_whole() {
     gw.broker.publish(&channel, publication("x")).await.unwrap();
     let (mut alice, _, _) = gw.connected_client("alice").await;
     let reply = alice
-        .call("subscribe", json!({"channel": "chat:epoch", "recover": true, "epoch": "gone", "offset": 1}))
+        .call(
+            "subscribe",
+            json!({"channel": "chat:epoch", "recover": true, "epoch": "gone", "offset": 1}),
+        )
         .await;
     assert_eq!(reply["subscribe"]["was_recovering"], true);
     assert!(reply["subscribe"].get("recovered").is_none());
@@ -73,8 +91,14 @@ async fn the_connect_subs_map_recovers_the_personal_channel() {
     let epoch = sub["epoch"].as_str().unwrap().to_owned();
     let offset = sub["offset"].as_u64().unwrap_or(0);
     drop(first);
-    gw.broker.publish(&channel, publication("missed 1")).await.unwrap();
-    gw.broker.publish(&channel, publication("missed 2")).await.unwrap();
+    gw.broker
+        .publish(&channel, publication("missed 1"))
+        .await
+        .unwrap();
+    gw.broker
+        .publish(&channel, publication("missed 2"))
+        .await
+        .unwrap();
     let mut second = WsClient::open(&gw.ws_url("/connection/websocket")).await;
     let token = gw.keys.token(&user, "alice", 600);
     let reply = second
@@ -85,8 +109,12 @@ async fn the_connect_subs_map_recovers_the_personal_channel() {
         .await;
     let sub = &reply["connect"]["subs"][channel.as_str()];
     assert_eq!(sub["recovered"], true, "{reply}");
-    let texts: Vec<&str> =
-        sub["publications"].as_array().unwrap().iter().map(|p| p["data"]["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = sub["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["data"]["text"].as_str().unwrap())
+        .collect();
     assert_eq!(texts, ["missed 1", "missed 2"]);
 }
 
@@ -95,21 +123,37 @@ async fn a_gap_makes_client_subscriptions_resubscribe_with_2500() {
     let gw = spawn_gateway().await;
     let channel = ChannelName::chat("gap").unwrap();
     let (mut alice, _, _) = gw.connected_client("alice").await;
-    alice.call("subscribe", json!({"channel": "chat:gap"})).await;
-    gw.broker.publish(&channel, publication("one")).await.unwrap();
+    alice
+        .call("subscribe", json!({"channel": "chat:gap"}))
+        .await;
+    gw.broker
+        .publish(&channel, publication("one"))
+        .await
+        .unwrap();
     assert_eq!(alice.next_publication("chat:gap").await["offset"], 1);
     // A lost history means a new epoch: the node cannot vouch for continuity.
     gw.broker.remove_history(&channel).await.unwrap();
-    gw.broker.publish(&channel, publication("two")).await.unwrap();
+    gw.broker
+        .publish(&channel, publication("two"))
+        .await
+        .unwrap();
     let push = alice.next_push().await;
     assert_eq!(push["push"]["channel"], "chat:gap");
     assert_eq!(push["push"]["unsubscribe"]["code"], 2500, "{push}");
     gw.wait_for("the gap counted", |s| s.gaps >= 1).await;
     // The client resubscribes like the SDK does.
-    let again = alice.call("subscribe", json!({"channel": "chat:gap"})).await;
+    let again = alice
+        .call("subscribe", json!({"channel": "chat:gap"}))
+        .await;
     assert!(again.get("error").is_none(), "{again}");
-    gw.broker.publish(&channel, publication("three")).await.unwrap();
-    assert_eq!(alice.next_publication("chat:gap").await["data"]["text"], "three");
+    gw.broker
+        .publish(&channel, publication("three"))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.next_publication("chat:gap").await["data"]["text"],
+        "three"
+    );
 }
 
 #[tokio::test]
@@ -117,9 +161,15 @@ async fn a_gap_in_the_personal_channel_closes_the_connection_with_3010() {
     let gw = spawn_gateway().await;
     let (mut alice, user, _) = gw.connected_client("alice").await;
     let channel = ChannelName::notifications(&user);
-    gw.broker.publish(&channel, publication("one")).await.unwrap();
+    gw.broker
+        .publish(&channel, publication("one"))
+        .await
+        .unwrap();
     alice.next_publication(channel.as_str()).await;
     gw.broker.remove_history(&channel).await.unwrap();
-    gw.broker.publish(&channel, publication("two")).await.unwrap();
+    gw.broker
+        .publish(&channel, publication("two"))
+        .await
+        .unwrap();
     assert_eq!(alice.close_code().await, 3010);
 }

@@ -24,7 +24,8 @@ async fn chat_lines_flow_both_ways_with_a_query_token() {
     let bob = gw.keys.token(&UserId::new(), "bob", 600);
     let mut a = WsClient::open(&gw.ws_url(&format!("/ws/chat/lobby?token={alice}"))).await;
     let mut b = WsClient::open(&gw.ws_url(&format!("/ws/chat/lobby?token={bob}"))).await;
-    gw.wait_for("both subscribed", |s| s.subscriptions >= 2).await;
+    gw.wait_for("both subscribed", |s| s.subscriptions >= 2)
+        .await;
     a.send_text("hello there\n").await;
     assert_eq!(b.next_line().await, "alice: hello there");
     assert_eq!(a.next_line().await, "alice: hello there");
@@ -37,14 +38,27 @@ async fn protocol_clients_and_line_clients_share_a_room() {
     let gw = spawn_gateway().await;
     let token = gw.keys.token(&UserId::new(), "carol", 600);
     let mut request = gw.ws_url("/ws/chat/mixed").into_client_request().unwrap();
-    request.headers_mut().insert("Authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    request.headers_mut().insert(
+        "Authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
     let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let mut line_client = WsClient::from_stream(ws);
     let (mut sdk, _, _) = gw.connected_client("dave").await;
-    sdk.call("subscribe", json!({"channel": "chat:mixed"})).await;
-    gw.wait_for("both subscribed", |s| s.subscriptions >= 3).await;
-    sdk.call("publish", json!({"channel": "chat:mixed", "data": {"text": "from the sdk"}})).await;
+    sdk.call("subscribe", json!({"channel": "chat:mixed"}))
+        .await;
+    gw.wait_for("both subscribed", |s| s.subscriptions >= 3)
+        .await;
+    sdk.call(
+        "publish",
+        json!({"channel": "chat:mixed", "data": {"text": "from the sdk"}}),
+    )
+    .await;
     assert_eq!(line_client.next_line().await, "dave: from the sdk");
+    assert_eq!(
+        sdk.next_publication("chat:mixed").await["data"]["text"],
+        "from the sdk"
+    );
     line_client.send_text("from websocat").await;
     let publication = sdk.next_publication("chat:mixed").await;
     assert_eq!(publication["data"], json!({"text": "from websocat"}));
@@ -54,15 +68,23 @@ async fn protocol_clients_and_line_clients_share_a_room() {
 #[tokio::test]
 async fn simple_endpoints_refuse_a_missing_or_bad_token_with_401() {
     let gw = spawn_gateway().await;
-    for path in ["/ws/chat/lobby", "/ws/notifications/tasks", "/ws/chat/lobby?token=garbage"] {
-        let err = tokio_tungstenite::connect_async(gw.ws_url(path)).await.err().expect("refused");
+    for path in [
+        "/ws/chat/lobby",
+        "/ws/notifications/tasks",
+        "/ws/chat/lobby?token=garbage",
+    ] {
+        let err = tokio_tungstenite::connect_async(gw.ws_url(path))
+            .await
+            .err()
+            .expect("refused");
         assert!(err.to_string().contains("401"), "{path}: {err}");
     }
     let expired = gw.keys.expired(&UserId::new(), "alice");
-    let err = tokio_tungstenite::connect_async(gw.ws_url(&format!("/ws/chat/lobby?token={expired}")))
-        .await
-        .err()
-        .expect("refused");
+    let err =
+        tokio_tungstenite::connect_async(gw.ws_url(&format!("/ws/chat/lobby?token={expired}")))
+            .await
+            .err()
+            .expect("refused");
     assert!(err.to_string().contains("401"), "{err}");
 }
 
@@ -70,16 +92,23 @@ async fn simple_endpoints_refuse_a_missing_or_bad_token_with_401() {
 async fn the_notifications_endpoint_writes_the_text_or_the_json_and_ignores_input() {
     let gw = spawn_gateway().await;
     let token = gw.keys.token(&UserId::new(), "alice", 600);
-    let mut feed = WsClient::open(&gw.ws_url(&format!("/ws/notifications/tasks?token={token}"))).await;
+    let mut feed =
+        WsClient::open(&gw.ws_url(&format!("/ws/notifications/tasks?token={token}"))).await;
     gw.wait_for("subscribed", |s| s.subscriptions >= 1).await;
     feed.send_text("ignored").await;
     let tasks = ChannelName::tasks();
     gw.broker
-        .publish(&tasks, publication(r#"{"type":"task.created","text":"New task created: Write docs"}"#))
+        .publish(
+            &tasks,
+            publication(r#"{"type":"task.created","text":"New task created: Write docs"}"#),
+        )
         .await
         .unwrap();
     assert_eq!(feed.next_line().await, "New task created: Write docs");
-    gw.broker.publish(&tasks, publication(r#"{"n":1}"#)).await.unwrap();
+    gw.broker
+        .publish(&tasks, publication(r#"{"n":1}"#))
+        .await
+        .unwrap();
     assert_eq!(feed.next_line().await, r#"{"n":1}"#);
 }
 
@@ -92,17 +121,26 @@ async fn the_personal_feed_is_reached_with_percent_23_and_refused_to_others() {
     let mut feed = WsClient::open(&gw.ws_url(&path)).await;
     gw.wait_for("subscribed", |s| s.subscriptions >= 1).await;
     gw.broker
-        .publish(&ChannelName::notifications(&alice), publication(r#"{"text":"bob assigned you \"x\""}"#))
+        .publish(
+            &ChannelName::notifications(&alice),
+            publication(r#"{"text":"bob assigned you \"x\""}"#),
+        )
         .await
         .unwrap();
     assert_eq!(feed.next_line().await, "bob assigned you \"x\"");
 
     let mallory = gw.keys.token(&UserId::new(), "mallory", 600);
     let path = format!("/ws/notifications/notifications%23{alice}?token={mallory}");
-    let err = tokio_tungstenite::connect_async(gw.ws_url(&path)).await.err().expect("refused");
+    let err = tokio_tungstenite::connect_async(gw.ws_url(&path))
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("403"), "{err}");
     let path = format!("/ws/notifications/news?token={mallory}");
-    let err = tokio_tungstenite::connect_async(gw.ws_url(&path)).await.err().expect("refused");
+    let err = tokio_tungstenite::connect_async(gw.ws_url(&path))
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("404"), "{err}");
 }
 

@@ -79,7 +79,13 @@ pub async fn spawn_gateway_with(tweak: impl FnOnce(&mut Settings)) -> TestGatewa
     let gateway = app.gateway().clone();
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
-    TestGateway { port, gateway, broker, keys, shutdown }
+    TestGateway {
+        port,
+        gateway,
+        broker,
+        keys,
+        shutdown,
+    }
 }
 
 impl TestGateway {
@@ -101,10 +107,18 @@ impl TestGateway {
     }
 
     /// Waits until `check` holds on the gateway's stats.
-    pub async fn wait_for(&self, what: &str, check: impl Fn(&herald_gateway::StatsSnapshot) -> bool) {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        check: impl Fn(&herald_gateway::StatsSnapshot) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while !check(&self.gateway.stats()) {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {:?}", self.gateway.stats());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}",
+                self.gateway.stats()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -118,7 +132,10 @@ pub struct TokenMint {
 
 impl TokenMint {
     pub fn new() -> Self {
-        Self { key: SigningKey::from_bytes(&rand::random::<[u8; 32]>()), kid: format!("test-{}", UserId::new()) }
+        Self {
+            key: SigningKey::from_bytes(&rand::random::<[u8; 32]>()),
+            kid: format!("test-{}", UserId::new()),
+        }
     }
 
     pub fn jwk(&self) -> Jwk {
@@ -126,8 +143,13 @@ impl TokenMint {
     }
 
     pub async fn publish(&self, broker: &Broker) {
-        let set = KeySet { keys: vec![self.jwk()] };
-        broker.kv_set(KEY_SET_KV_KEY, &serde_json::to_string(&set).unwrap(), None).await.unwrap();
+        let set = KeySet {
+            keys: vec![self.jwk()],
+        };
+        broker
+            .kv_set(KEY_SET_KV_KEY, &serde_json::to_string(&set).unwrap(), None)
+            .await
+            .unwrap();
     }
 
     fn sign(&self, claims: &Claims, key: &SigningKey) -> String {
@@ -140,19 +162,28 @@ impl TokenMint {
     /// A valid token for `user`, living `ttl_secs` from now.
     pub fn token(&self, user: &UserId, name: &str, ttl_secs: u64) -> String {
         let now = unix_now();
-        self.sign(&Claims::new(user, name, "herald", "herald", now, ttl_secs), &self.key)
+        self.sign(
+            &Claims::new(user, name, "herald", "herald", now, ttl_secs),
+            &self.key,
+        )
     }
 
     /// A token that expired an hour ago (beyond any leeway).
     pub fn expired(&self, user: &UserId, name: &str) -> String {
         let issued = unix_now() - 7200;
-        self.sign(&Claims::new(user, name, "herald", "herald", issued, 3600), &self.key)
+        self.sign(
+            &Claims::new(user, name, "herald", "herald", issued, 3600),
+            &self.key,
+        )
     }
 
     /// A token naming our key id but signed by another key.
     pub fn forged(&self, user: &UserId, name: &str) -> String {
         let other = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-        self.sign(&Claims::new(user, name, "herald", "herald", unix_now(), 600), &other)
+        self.sign(
+            &Claims::new(user, name, "herald", "herald", unix_now(), 600),
+            &other,
+        )
     }
 
     /// An unsigned token with `alg: none`.
@@ -166,7 +197,10 @@ impl TokenMint {
 }
 
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// How a connection ended.
@@ -195,7 +229,13 @@ impl WsClient {
     }
 
     pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
-        Self { ws, inbox: VecDeque::new(), next_id: 0, answer_pings: true, pings_seen: 0 }
+        Self {
+            ws,
+            inbox: VecDeque::new(),
+            next_id: 0,
+            answer_pings: true,
+            pings_seen: 0,
+        }
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -211,38 +251,34 @@ impl WsClient {
     pub async fn call(&mut self, method: &str, body: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
-        self.send_text(&json!({"id": id, method: body}).to_string()).await;
+        self.send_text(&json!({"id": id, method: body}).to_string())
+            .await;
         self.reply(id).await
     }
 
     /// Waits for the reply with `id`.
     pub async fn reply(&mut self, id: u32) -> Value {
-        if let Some(at) = self.inbox.iter().position(|m| m["id"] == id) {
-            return self.inbox.remove(at).unwrap();
-        }
         loop {
-            let message = self.read_message().await;
-            if message["id"] == id {
-                return message;
+            if let Some(at) = self.inbox.iter().position(|m| m["id"] == id) {
+                return self.inbox.remove(at).unwrap();
             }
+            let message = self.read_message().await;
             self.inbox.push_back(message);
         }
     }
 
     pub async fn connect(&mut self, token: &str) -> Value {
-        self.call("connect", json!({"token": token, "name": "test"})).await
+        self.call("connect", json!({"token": token, "name": "test"}))
+            .await
     }
 
     /// The next push (a message without id).
     pub async fn next_push(&mut self) -> Value {
-        if let Some(at) = self.inbox.iter().position(|m| m.get("id").is_none()) {
-            return self.inbox.remove(at).unwrap();
-        }
         loop {
-            let message = self.read_message().await;
-            if message.get("id").is_none() {
-                return message;
+            if let Some(at) = self.inbox.iter().position(|m| m.get("id").is_none()) {
+                return self.inbox.remove(at).unwrap();
             }
+            let message = self.read_message().await;
             self.inbox.push_back(message);
         }
     }
@@ -270,8 +306,11 @@ impl WsClient {
                 Message::Close(close) => panic!("connection closed: {close:?}"),
                 _ => continue,
             };
-            let mut messages: VecDeque<Value> =
-                text.split('\n').filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+            let mut messages: VecDeque<Value> = text
+                .split('\n')
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
             let mut first = None;
             while let Some(message) = messages.pop_front() {
                 if message.as_object().is_some_and(serde_json::Map::is_empty) {
@@ -296,11 +335,17 @@ impl WsClient {
     /// Reads until the connection ends and says how.
     pub async fn ending(&mut self) -> Ending {
         loop {
-            let next = tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for the end");
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for the end");
             match next {
                 None | Some(Err(_)) => return Ending::Dropped,
-                Some(Ok(Message::Close(Some(frame)))) => return Ending::Closed(u16::from(frame.code)),
-                Some(Ok(Message::Close(None))) => return Ending::Closed(u16::from(CloseCode::Status)),
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Ending::Closed(u16::from(frame.code));
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return Ending::Closed(u16::from(CloseCode::Status));
+                }
                 Some(Ok(Message::Text(text))) => {
                     if text.split('\n').any(|l| l.trim() == "{}") && self.answer_pings {
                         let _ = self.ws.send(Message::text("{}")).await;

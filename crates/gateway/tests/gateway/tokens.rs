@@ -22,7 +22,10 @@ async fn a_forged_token_closes_with_3500() {
     let gw = spawn_gateway().await;
     let mut client = WsClient::open(&gw.ws_url("/connection/websocket")).await;
     client
-        .send_text(&json!({"id": 1, "connect": {"token": gw.keys.forged(&UserId::new(), "mallory")}}).to_string())
+        .send_text(
+            &json!({"id": 1, "connect": {"token": gw.keys.forged(&UserId::new(), "mallory")}})
+                .to_string(),
+        )
         .await;
     assert_eq!(client.close_code().await, 3500);
 }
@@ -32,7 +35,10 @@ async fn a_none_algorithm_token_closes_with_3500() {
     let gw = spawn_gateway().await;
     let mut client = WsClient::open(&gw.ws_url("/connection/websocket")).await;
     client
-        .send_text(&json!({"id": 1, "connect": {"token": gw.keys.unsigned(&UserId::new(), "mallory")}}).to_string())
+        .send_text(
+            &json!({"id": 1, "connect": {"token": gw.keys.unsigned(&UserId::new(), "mallory")}})
+                .to_string(),
+        )
         .await;
     assert_eq!(client.close_code().await, 3500);
 }
@@ -42,7 +48,9 @@ async fn a_missing_or_garbage_token_closes_with_3500() {
     let gw = spawn_gateway().await;
     for token in ["", "not-a-jwt", "a.b.c"] {
         let mut client = WsClient::open(&gw.ws_url("/connection/websocket")).await;
-        client.send_text(&json!({"id": 1, "connect": {"token": token}}).to_string()).await;
+        client
+            .send_text(&json!({"id": 1, "connect": {"token": token}}).to_string())
+            .await;
         assert_eq!(client.close_code().await, 3500, "{token:?}");
     }
 }
@@ -52,7 +60,9 @@ async fn a_refresh_with_another_users_token_closes_with_3500() {
     let gw = spawn_gateway().await;
     let (mut client, _, _) = gw.connected_client("alice").await;
     let other = gw.keys.token(&UserId::new(), "mallory", 600);
-    client.send_text(&json!({"id": 7, "refresh": {"token": other}}).to_string()).await;
+    client
+        .send_text(&json!({"id": 7, "refresh": {"token": other}}).to_string())
+        .await;
     assert_eq!(client.close_code().await, 3500);
 }
 
@@ -60,6 +70,8 @@ async fn a_refresh_with_another_users_token_closes_with_3500() {
 async fn a_refresh_with_an_expired_token_is_answered_with_109() {
     let gw = spawn_gateway().await;
     let (mut client, user, _) = gw.connected_client("alice").await;
-    let reply = client.call("refresh", json!({"token": gw.keys.expired(&user, "alice")})).await;
+    let reply = client
+        .call("refresh", json!({"token": gw.keys.expired(&user, "alice")}))
+        .await;
     assert_eq!(error_code(&reply), Some(109));
 }

@@ -1,0 +1,289 @@
+//! The consumer loop (design section 4): reads the events stream through a consumer group,
+//! publishes each event's notifications, then acknowledges it.
+//!
+//! Delivery is at least once, and publication exactly once per event and channel:
+//! - an event is acknowledged only after all its publications were accepted, so a
+//!   consumer that dies in between leaves it pending;
+//! - every [`ConsumerSettings::claim_interval`](crate::settings::ConsumerSettings) the loop
+//!   takes over events pending for longer than `claim_min_idle` (their consumer is dead, or
+//!   failed them) and handles them again;
+//! - the event id is each publication's idempotency key, so handling an event again
+//!   publishes nothing new.
+//!
+//! Any number of replicas share one group; each event goes to one of them. While Redis
+//! fails, the event in hand is retried with a doubling pause (its order kept). An event
+//! that fails for another reason (say, an invalid channel) is left pending and retried on
+//! reclaim; after `max_deliveries` it is dropped with an error log. A payload that is not
+//! a domain event is dropped at once.
+//!
+//! Shutdown: the loop finishes the event in hand (publications and acknowledgement), then
+//! returns; events read but not started stay pending for another replica to claim.
+
+use std::time::{Duration, Instant};
+
+use herald_broker::{Broker, BrokerError, StreamEntry};
+use herald_common::channel::ChannelKind;
+use herald_common::events::{DomainEvent, TASK_EVENTS_STREAM};
+use tokio_util::sync::CancellationToken;
+
+use crate::notify;
+use crate::state::Notifier;
+
+/// First pause after a failure; it doubles up to the configured maximum.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// What happened to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Published (or found already published) and acknowledged.
+    Done,
+    /// Left pending: it will be claimed and handled again.
+    Pending,
+    /// Shutdown came while waiting for the broker; the event stays pending.
+    Stopped,
+}
+
+/// Doubling pauses between attempts.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Self {
+            next: FIRST_RETRY_DELAY,
+            max: max.max(FIRST_RETRY_DELAY),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = FIRST_RETRY_DELAY;
+    }
+
+    /// Sleeps for the next pause; `false` when `shutdown` came first.
+    async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let pause = self.next;
+        self.next = (self.next * 2).min(self.max);
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(pause) => true,
+        }
+    }
+}
+
+/// Runs the consumer until `shutdown`.
+pub(crate) async fn run(notifier: Notifier, shutdown: CancellationToken) {
+    let settings = &notifier.settings.notifier;
+    let broker = &notifier.broker;
+    let group = settings.group.as_str();
+    let consumer: &str = &notifier.consumer;
+    let batch = settings.batch_size.max(1);
+    // Reads wake up at least once per claim interval to look for stale events.
+    let block = settings.block.min(settings.claim_interval).max(Duration::from_millis(10));
+    let mut backoff = Backoff::new(settings.retry_max_delay);
+    tracing::info!(group, consumer, "notifier consuming {TASK_EVENTS_STREAM}");
+    while !shutdown.is_cancelled() {
+        match broker.stream_ensure_group(TASK_EVENTS_STREAM, group).await {
+            Ok(()) => break,
+            Err(err) => {
+                tracing::warn!(error = %err, "creating the consumer group failed; retrying");
+                if !backoff.wait(&shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+    backoff.reset();
+    // Claim first: a restarted replica picks up what its previous life left pending.
+    let mut next_claim = Instant::now();
+    while !shutdown.is_cancelled() {
+        if Instant::now() >= next_claim {
+            match broker
+                .stream_claim_stale(TASK_EVENTS_STREAM, group, consumer, settings.claim_min_idle, batch)
+                .await
+            {
+                Ok(entries) => {
+                    let full = entries.len() >= batch;
+                    if !entries.is_empty() {
+                        tracing::info!(count = entries.len(), "claimed events left pending by another consumer");
+                        metrics::counter!("herald_notifier_reclaimed_total").increment(entries.len() as u64);
+                    }
+                    if handle_all(&notifier, entries, &shutdown).await == Outcome::Stopped {
+                        return;
+                    }
+                    backoff.reset();
+                    // A full batch may mean more are waiting: claim again right away.
+                    if !full {
+                        next_claim = Instant::now() + settings.claim_interval;
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    record_broker_error("claim", &err);
+                    next_claim = Instant::now() + settings.claim_interval;
+                    if !backoff.wait(&shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            read = broker.stream_read_group(TASK_EVENTS_STREAM, group, consumer, batch, block) => read,
+        };
+        match read {
+            Ok(entries) => {
+                backoff.reset();
+                if handle_all(&notifier, entries, &shutdown).await == Outcome::Stopped {
+                    return;
+                }
+            }
+            Err(err) => {
+                record_broker_error("read", &err);
+                if !backoff.wait(&shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Handles `entries` in order; stops early (leaving the rest pending) on shutdown.
+async fn handle_all(notifier: &Notifier, entries: Vec<StreamEntry>, shutdown: &CancellationToken) -> Outcome {
+    for entry in entries {
+        if shutdown.is_cancelled() || handle(notifier, &entry, shutdown).await == Outcome::Stopped {
+            return Outcome::Stopped;
+        }
+    }
+    Outcome::Done
+}
+
+/// Handles one event: publish, then acknowledge.
+async fn handle(notifier: &Notifier, entry: &StreamEntry, shutdown: &CancellationToken) -> Outcome {
+    let settings = &notifier.settings.notifier;
+    if entry.deliveries > settings.max_deliveries {
+        tracing::error!(
+            entry = %entry.id,
+            deliveries = entry.deliveries,
+            payload = %truncated(&entry.payload),
+            "event failed too many times; dropping it"
+        );
+        count_event("unknown", "dropped");
+        return acknowledge(notifier, entry, shutdown).await;
+    }
+    let event: DomainEvent = match serde_json::from_str(&entry.payload) {
+        Ok(event) => event,
+        Err(err) => {
+            tracing::error!(entry = %entry.id, error = %err, payload = %truncated(&entry.payload), "not a domain event; dropping it");
+            count_event("unknown", "malformed");
+            return acknowledge(notifier, entry, shutdown).await;
+        }
+    };
+    let outgoing = match notify::publications(&event, &notifier.settings) {
+        Ok(outgoing) => outgoing,
+        Err(err) => {
+            tracing::error!(event = %event.id, error = %err, "encoding the notification failed");
+            count_event(event.kind.as_str(), "failed");
+            return Outcome::Pending;
+        }
+    };
+    let mut backoff = Backoff::new(settings.retry_max_delay);
+    for publication in outgoing {
+        loop {
+            match notifier.broker.publish(&publication.channel, publication.request.clone()).await {
+                Ok(result) => {
+                    let namespace = match publication.channel.kind() {
+                        ChannelKind::Notifications { .. } => "notifications",
+                        _ => "tasks",
+                    };
+                    metrics::counter!(
+                        "herald_notifier_publications_total",
+                        "namespace" => namespace,
+                        "deduplicated" => if result.deduplicated { "true" } else { "false" }
+                    )
+                    .increment(1);
+                    if result.deduplicated {
+                        tracing::debug!(event = %event.id, channel = %publication.channel, "already published");
+                    }
+                    break;
+                }
+                Err(err) if err.is_temporary() => {
+                    record_broker_error("publish", &err);
+                    if !backoff.wait(shutdown).await {
+                        return Outcome::Stopped;
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(event = %event.id, channel = %publication.channel, error = %err, "publishing failed; the event stays pending");
+                    count_event(event.kind.as_str(), "failed");
+                    return Outcome::Pending;
+                }
+            }
+        }
+    }
+    let lag = time::OffsetDateTime::now_utc() - event.at;
+    metrics::histogram!("herald_notifier_lag_duration_seconds").record(lag.as_seconds_f64().max(0.0));
+    let outcome = acknowledge(notifier, entry, shutdown).await;
+    if outcome == Outcome::Done {
+        count_event(event.kind.as_str(), "published");
+        tracing::debug!(event = %event.id, kind = %event.kind, entry = %entry.id, "event handled");
+    }
+    outcome
+}
+
+/// Acknowledges `entry`, retrying while the broker is unreachable. Giving up on shutdown
+/// is harmless: the event is handled again after a claim, and publishes nothing new.
+async fn acknowledge(notifier: &Notifier, entry: &StreamEntry, shutdown: &CancellationToken) -> Outcome {
+    let settings = &notifier.settings.notifier;
+    let ids = [entry.id.clone()];
+    let mut backoff = Backoff::new(settings.retry_max_delay);
+    loop {
+        match notifier
+            .broker
+            .stream_ack(TASK_EVENTS_STREAM, &settings.group, &ids)
+            .await
+        {
+            Ok(_) => return Outcome::Done,
+            Err(err) => {
+                record_broker_error("ack", &err);
+                if !err.is_temporary() {
+                    return Outcome::Pending;
+                }
+                if !backoff.wait(shutdown).await {
+                    return Outcome::Stopped;
+                }
+            }
+        }
+    }
+}
+
+fn count_event(kind: &'static str, outcome: &'static str) {
+    metrics::counter!("herald_notifier_events_total", "type" => kind, "outcome" => outcome).increment(1);
+}
+
+fn record_broker_error(stage: &'static str, err: &BrokerError) {
+    tracing::warn!(stage, error = %err, "broker call failed");
+    metrics::counter!("herald_notifier_broker_errors_total", "stage" => stage).increment(1);
+}
+
+/// The start of a payload, for logs.
+fn truncated(payload: &str) -> &str {
+    let end = payload.char_indices().nth(200).map_or(payload.len(), |(index, _)| index);
+    &payload[..end]
+}
+
+/// Builds a consumer name unique to this process: `<host>-<pid>-<random>`.
+pub fn unique_consumer_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "notifier".to_owned());
+    format!("{host}-{}-{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+/// Whether `broker` answers (readiness).
+pub(crate) async fn ping(broker: &Broker) -> Result<(), String> {
+    broker.ping().await.map_err(|err| err.to_string())
+}
