@@ -9,7 +9,7 @@
 //! The library exports what the `herald-auth` binary, the embedded `herald` binary and the
 //! tests compose (design section 1):
 //! - [`AuthState::build`], then [`configure`]: the routes, mounted on any actix-web app;
-//! - [`AuthState::spawn_background`]: key publication and clean-up loops;
+//! - [`spawn_background`]: key publication and clean-up loops;
 //! - [`AuthState::readiness`]: the database check for `/readyz`;
 //! - [`Application`]: the standalone process (`build`, `port`, `run_until_stopped`).
 //!
@@ -42,6 +42,12 @@ pub use crate::{
     settings::{DEFAULT_LISTEN, Settings},
     state::AuthState,
 };
+
+/// Starts auth's background loops (key-file checks and key-set publication, clean-up of
+/// expired refresh tokens and idle rate-limit entries); each stops when `shutdown` fires.
+pub fn spawn_background(state: &AuthState, tracker: &TaskTracker, shutdown: CancellationToken) {
+    state.spawn_background(tracker, shutdown);
+}
 
 /// The broker `settings` ask for: Redis when `HERALD_REDIS_URL` is set and not empty, else
 /// in memory (only useful when every service shares this process).
@@ -119,7 +125,7 @@ impl Application {
         .run();
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        state.spawn_background(&tracker, shutdown.clone());
+        spawn_background(&state, &tracker, shutdown.clone());
         tracker.spawn(shutdown::stop_server_on(shutdown.clone(), server.handle()));
         Ok(Self {
             port,
