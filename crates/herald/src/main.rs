@@ -1,45 +1,309 @@
-//! `herald`: the embedded mode. Auth, tasks-api, notifier and gateway in one process on one
-//! port, composed from each service's `configure` and `spawn_background`.
+//! `herald`: the embedded mode (design sections 1 and 8). Auth, tasks-api, notifier and
+//! gateway in one process on one port, composed from each service's `configure` and
+//! `spawn_background`, sharing one broker (in memory unless `--redis-url`) and one database
+//! (a SQLite file unless `--database-url`), with one set of `/healthz`, `/readyz` and
+//! `/metrics`. The public paths are the distributed mode's.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use clap::Parser;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use herald_broker::{Broker, RedisConfig};
+use herald_gateway::Gateway;
+use herald_notifier::Notifier;
+use herald_service::{ConfigArgs, Secret, config, configure_ops, error::not_found, metrics, shutdown};
+use herald_tasks_api::TasksApi;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-/// Herald in one process (auth, tasks-api, notifier, gateway).
+/// Default database of the embedded mode: a SQLite file beside the working directory.
+const DEFAULT_DATABASE_URL: &str = "sqlite://./herald-data/herald.db";
+
+/// Longest graceful stop of the HTTP server once connections were told to go.
+const SERVER_SHUTDOWN_SECS: u64 = 10;
+
+/// Herald in one process: auth, tasks-api, notifier and gateway on one port, with the
+/// in-memory broker and a SQLite file by default.
+///
+/// Every setting of the four services applies (HERALD_* environment variables over an
+/// optional TOML file over defaults; see docs/operations.md). The options below override
+/// the settings all four share.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "herald", version, about, long_about)]
 struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
     /// `host:port` to bind (port 0 = any free port).
-    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080", global = true)]
     listen: String,
+    /// Redis URL; without it the broker lives in this process's memory.
+    #[arg(long, env = "HERALD_REDIS_URL", global = true, hide_env_values = true)]
+    redis_url: Option<String>,
+    /// `sqlite://FILE` (its folder is created) or `postgres://...`.
+    #[arg(long, env = "HERALD_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
+    database_url: String,
+    /// Folder of the web client served at `/`.
+    #[arg(long, env = "HERALD_WEB_DIR", default_value = "web/dist", global = true)]
+    web_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply the migrations, then serve (the default).
+    Serve,
+    /// Apply the migrations of auth and tasks-api, then exit.
+    Migrate,
+}
+
+/// The settings of the four services, with the shared ones taken from the command line.
+struct Settings {
+    auth: herald_auth::Settings,
+    tasks: herald_tasks_api::Settings,
+    notifier: herald_notifier::Settings,
+    gateway: herald_gateway::Settings,
+    redis_url: Option<String>,
+    database_url: String,
+}
+
+impl Settings {
+    fn load(cli: &Cli) -> anyhow::Result<Self> {
+        let file = cli.config.config.as_deref();
+        let mut auth: herald_auth::Settings = config::load(file).context("auth settings")?;
+        let mut tasks: herald_tasks_api::Settings = config::load(file).context("tasks-api settings")?;
+        let mut notifier: herald_notifier::Settings = config::load(file).context("notifier settings")?;
+        let mut gateway = herald_gateway::Settings::load(file).context("gateway settings")?;
+        let redis_url = cli
+            .redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned);
+        let database_url = cli.database_url.trim().to_owned();
+        auth.listen.clone_from(&cli.listen);
+        tasks.listen.clone_from(&cli.listen);
+        notifier.listen.clone_from(&cli.listen);
+        gateway.listen.clone_from(&cli.listen);
+        auth.database_url = Secret::new(database_url.clone());
+        tasks.database_url = Secret::new(database_url.clone());
+        auth.redis_url = redis_url.clone().map(Secret::new);
+        tasks.redis_url = redis_url.clone().map(Secret::new);
+        notifier.redis_url = redis_url.clone().map(Secret::new);
+        if let Some(url) = &redis_url {
+            gateway.redis_url = Secret::new(url.clone());
+        }
+        gateway.web_dir.clone_from(&cli.web_dir);
+        Ok(Self {
+            auth,
+            tasks,
+            notifier,
+            gateway,
+            redis_url,
+            database_url,
+        })
+    }
+
+    /// One broker for the whole process.
+    fn broker(&self) -> anyhow::Result<Broker> {
+        match &self.redis_url {
+            Some(url) => {
+                let redis = RedisConfig::new(url.clone()).with_prefix(self.gateway.redis_prefix.clone());
+                Broker::redis(&redis).context("configuring Redis")
+            }
+            None => Ok(Broker::memory()),
+        }
+    }
+
+    /// Both services' migrations, each with its own history table.
+    async fn migrate(&self) -> anyhow::Result<()> {
+        create_sqlite_folder(&self.database_url)?;
+        herald_auth::migrate(&self.auth).await.context("auth migrations")?;
+        herald_tasks_api::migrate(&self.tasks).await.context("tasks-api migrations")?;
+        Ok(())
+    }
+}
+
+/// Creates the folder of a `sqlite://` database file (SQLite creates the file, not folders).
+fn create_sqlite_folder(database_url: &str) -> anyhow::Result<()> {
+    let Some(rest) = database_url.strip_prefix("sqlite:") else {
+        return Ok(());
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(folder) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    }
+    Ok(())
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().json().init();
     let cli = Cli::parse();
-    let listener = TcpListener::bind(&cli.listen)?;
-    tracing::info!(addr = %listener.local_addr()?, "herald listening");
-    let tracker = TaskTracker::new();
+    herald_service::telemetry::init("herald");
+    let settings = Settings::load(&cli)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            settings.migrate().await?;
+            println!("Migrations applied to {}", describe_database(&settings.database_url));
+            Ok(())
+        }
+        Command::Serve => serve(settings).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    settings.migrate().await?;
+    let broker = settings.broker()?;
+    let metrics = metrics::install().context("installing the metrics recorder")?;
+
+    let auth = herald_auth::AuthState::build(&settings.auth, broker.clone())
+        .await
+        .context("starting auth")?;
+    let tasks = TasksApi::build(&settings.tasks, broker.clone())
+        .await
+        .context("starting tasks-api")?;
+    let notifier = Notifier::new(&settings.notifier, broker.clone());
+    // Auth's verifier follows the key set it publishes, so the gateway accepts new keys at once.
+    let gateway = Gateway::new(settings.gateway.clone(), broker.clone(), auth.verifier().clone());
+
+    let readiness = auth
+        .readiness()
+        .merge(tasks.readiness())
+        .merge(notifier.readiness())
+        .merge(gateway.readiness());
+
+    let listener = TcpListener::bind(&settings.gateway.listen)
+        .with_context(|| format!("binding {}", settings.gateway.listen))?;
+    let address = listener.local_addr()?;
+
     let shutdown = CancellationToken::new();
-    herald_auth::spawn_background(&tracker, shutdown.clone());
-    herald_tasks_api::spawn_background(&tracker, shutdown.clone());
-    herald_notifier::spawn_background(&tracker, shutdown.clone());
-    herald_gateway::spawn_background(&tracker, shutdown.clone());
-    HttpServer::new(|| {
+    let tracker = TaskTracker::new();
+    auth.spawn_background(&tracker, shutdown.clone());
+    tasks.spawn_background(&tracker, shutdown.clone());
+    notifier.spawn_background(&tracker, shutdown.clone());
+    gateway.spawn_background(&tracker, shutdown.clone());
+
+    let (app_auth, app_tasks, app_notifier, app_gateway) =
+        (auth.clone(), tasks.clone(), notifier.clone(), gateway.clone());
+    let mut server = HttpServer::new(move || {
+        let (readiness, metrics) = (readiness.clone(), metrics.clone());
         App::new()
-            .route("/healthz", web::get().to(HttpResponse::Ok))
-            .configure(herald_auth::configure)
-            .configure(herald_tasks_api::configure)
-            .configure(herald_gateway::configure)
+            .wrap(from_fn(metrics::http_metrics))
+            .configure(move |cfg| configure_ops(cfg, readiness, metrics))
+            .configure(|cfg| herald_auth::configure(cfg, &app_auth))
+            .configure(|cfg| app_tasks.configure(cfg))
+            .configure(|cfg| herald_notifier::configure(cfg, &app_notifier))
+            .configure(|cfg| app_gateway.configure(cfg))
+            // Last: the web client's folder matches every path.
+            .configure(|cfg| app_gateway.configure_web_client(cfg))
+            .default_service(web::to(not_found))
     })
-    .listen(listener)?
-    .run()
-    .await?;
+    .disable_signals()
+    .shutdown_timeout(SERVER_SHUTDOWN_SECS)
+    .h1_allow_half_closed(false);
+    if let Some(workers) = settings.gateway.workers {
+        server = server.workers(workers.max(1));
+    }
+    let server = server.listen(listener)?.run();
+    tracker.spawn(shutdown::stop_server_on(shutdown.clone(), server.handle()));
+    let on_signal = shutdown.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            () = shutdown::wait_for_signal() => on_signal.cancel(),
+            () = on_signal.cancelled() => {}
+        }
+    });
+
+    tracing::info!(addr = %address, "herald listening");
+    print_banner(address, &settings);
+
+    let result = server.await;
     shutdown.cancel();
     tracker.close();
-    tracker.wait().await;
-    Ok(())
+    if tokio::time::timeout(Duration::from_secs(SERVER_SHUTDOWN_SECS), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop in time");
+    }
+    Ok(result?)
+}
+
+/// What a person starting `herald` needs to know, on stdout.
+fn print_banner(address: SocketAddr, settings: &Settings) {
+    let host = if address.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if address.is_ipv6() {
+        format!("[{}]", address.ip())
+    } else {
+        address.ip().to_string()
+    };
+    let url = format!("http://{host}:{}", address.port());
+    let broker = match &settings.redis_url {
+        Some(_) => "Redis",
+        None => "in memory (this process)",
+    };
+    let web = if settings.gateway.web_dir.join("index.html").is_file() {
+        String::new()
+    } else {
+        format!(
+            "\n  The web client is not built ({} has no index.html): run `make run`, or `cd web && npm ci && npm run build`.",
+            settings.gateway.web_dir.display()
+        )
+    };
+    println!(
+        "\nHerald is running at {url}\n  \
+         Open it in a browser, choose a username and a password, and press \"Create account\" to sign up.\n  \
+         Data: {}; broker: {broker}. API docs: {url}/docs. Stop with Ctrl-C.{web}\n",
+        describe_database(&settings.database_url),
+    );
+}
+
+/// The database without credentials.
+fn describe_database(url: &str) -> String {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or_default();
+        return format!("SQLite file {path}");
+    }
+    match url.split_once('@') {
+        Some((_, host)) => format!("Postgres at {host}"),
+        None => "Postgres".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_descriptions_hide_credentials() {
+        assert_eq!(
+            describe_database("sqlite://./herald-data/herald.db"),
+            "SQLite file ./herald-data/herald.db"
+        );
+        assert_eq!(
+            describe_database("postgres://user:secret@db:5432/herald"),
+            "Postgres at db:5432/herald"
+        );
+    }
+
+    #[test]
+    fn the_sqlite_folder_is_created() -> anyhow::Result<()> {
+        let root = std::env::temp_dir().join(format!("herald-folder-{}", std::process::id()));
+        let file = root.join("a/b/herald.db");
+        create_sqlite_folder(&format!("sqlite://{}?mode=rwc", file.display()))?;
+        assert!(root.join("a/b").is_dir());
+        std::fs::remove_dir_all(&root)?;
+        create_sqlite_folder("postgres://localhost/herald")?;
+        create_sqlite_folder("sqlite::memory:")?;
+        Ok(())
+    }
 }

@@ -80,7 +80,10 @@ pub(crate) async fn run(notifier: Notifier, shutdown: CancellationToken) {
     let consumer: &str = &notifier.consumer;
     let batch = settings.batch_size.max(1);
     // Reads wake up at least once per claim interval to look for stale events.
-    let block = settings.block.min(settings.claim_interval).max(Duration::from_millis(10));
+    let block = settings
+        .block
+        .min(settings.claim_interval)
+        .max(Duration::from_millis(10));
     let mut backoff = Backoff::new(settings.retry_max_delay);
     tracing::info!(group, consumer, "notifier consuming {TASK_EVENTS_STREAM}");
     while !shutdown.is_cancelled() {
@@ -100,14 +103,24 @@ pub(crate) async fn run(notifier: Notifier, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_claim {
             match broker
-                .stream_claim_stale(TASK_EVENTS_STREAM, group, consumer, settings.claim_min_idle, batch)
+                .stream_claim_stale(
+                    TASK_EVENTS_STREAM,
+                    group,
+                    consumer,
+                    settings.claim_min_idle,
+                    batch,
+                )
                 .await
             {
                 Ok(entries) => {
                     let full = entries.len() >= batch;
                     if !entries.is_empty() {
-                        tracing::info!(count = entries.len(), "claimed events left pending by another consumer");
-                        metrics::counter!("herald_notifier_reclaimed_total").increment(entries.len() as u64);
+                        tracing::info!(
+                            count = entries.len(),
+                            "claimed events left pending by another consumer"
+                        );
+                        metrics::counter!("herald_notifier_reclaimed_total")
+                            .increment(entries.len() as u64);
                     }
                     if handle_all(&notifier, entries, &shutdown).await == Outcome::Stopped {
                         return;
@@ -151,7 +164,11 @@ pub(crate) async fn run(notifier: Notifier, shutdown: CancellationToken) {
 }
 
 /// Handles `entries` in order; stops early (leaving the rest pending) on shutdown.
-async fn handle_all(notifier: &Notifier, entries: Vec<StreamEntry>, shutdown: &CancellationToken) -> Outcome {
+async fn handle_all(
+    notifier: &Notifier,
+    entries: Vec<StreamEntry>,
+    shutdown: &CancellationToken,
+) -> Outcome {
     for entry in entries {
         if shutdown.is_cancelled() || handle(notifier, &entry, shutdown).await == Outcome::Stopped {
             return Outcome::Stopped;
@@ -192,7 +209,11 @@ async fn handle(notifier: &Notifier, entry: &StreamEntry, shutdown: &Cancellatio
     let mut backoff = Backoff::new(settings.retry_max_delay);
     for publication in outgoing {
         loop {
-            match notifier.broker.publish(&publication.channel, publication.request.clone()).await {
+            match notifier
+                .broker
+                .publish(&publication.channel, publication.request.clone())
+                .await
+            {
                 Ok(result) => {
                     let namespace = match publication.channel.kind() {
                         ChannelKind::Notifications { .. } => "notifications",
@@ -224,7 +245,8 @@ async fn handle(notifier: &Notifier, entry: &StreamEntry, shutdown: &Cancellatio
         }
     }
     let lag = time::OffsetDateTime::now_utc() - event.at;
-    metrics::histogram!("herald_notifier_lag_duration_seconds").record(lag.as_seconds_f64().max(0.0));
+    metrics::histogram!("herald_notifier_lag_duration_seconds")
+        .record(lag.as_seconds_f64().max(0.0));
     let outcome = acknowledge(notifier, entry, shutdown).await;
     if outcome == Outcome::Done {
         count_event(event.kind.as_str(), "published");
@@ -235,7 +257,11 @@ async fn handle(notifier: &Notifier, entry: &StreamEntry, shutdown: &Cancellatio
 
 /// Acknowledges `entry`, retrying while the broker is unreachable. Giving up on shutdown
 /// is harmless: the event is handled again after a claim, and publishes nothing new.
-async fn acknowledge(notifier: &Notifier, entry: &StreamEntry, shutdown: &CancellationToken) -> Outcome {
+async fn acknowledge(
+    notifier: &Notifier,
+    entry: &StreamEntry,
+    shutdown: &CancellationToken,
+) -> Outcome {
     let settings = &notifier.settings.notifier;
     let ids = [entry.id.clone()];
     let mut backoff = Backoff::new(settings.retry_max_delay);
@@ -260,7 +286,8 @@ async fn acknowledge(notifier: &Notifier, entry: &StreamEntry, shutdown: &Cancel
 }
 
 fn count_event(kind: &'static str, outcome: &'static str) {
-    metrics::counter!("herald_notifier_events_total", "type" => kind, "outcome" => outcome).increment(1);
+    metrics::counter!("herald_notifier_events_total", "type" => kind, "outcome" => outcome)
+        .increment(1);
 }
 
 fn record_broker_error(stage: &'static str, err: &BrokerError) {
@@ -270,7 +297,10 @@ fn record_broker_error(stage: &'static str, err: &BrokerError) {
 
 /// The start of a payload, for logs.
 fn truncated(payload: &str) -> &str {
-    let end = payload.char_indices().nth(200).map_or(payload.len(), |(index, _)| index);
+    let end = payload
+        .char_indices()
+        .nth(200)
+        .map_or(payload.len(), |(index, _)| index);
     &payload[..end]
 }
 
@@ -280,7 +310,11 @@ pub fn unique_consumer_name() -> String {
         .ok()
         .filter(|host| !host.is_empty())
         .unwrap_or_else(|| "notifier".to_owned());
-    format!("{host}-{}-{:08x}", std::process::id(), rand::random::<u32>())
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 /// Whether `broker` answers (readiness).

@@ -69,7 +69,9 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,8 +87,8 @@ impl Application {
         let notifier = Notifier::new(&settings, broker);
         let metrics = metrics::install().context("installing the metrics recorder")?;
         let readiness = notifier.readiness();
-        let listener =
-            TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let app_notifier = notifier.clone();
         let server = HttpServer::new(move || {

@@ -36,7 +36,10 @@ pub struct Outgoing {
 }
 
 /// The publications of `event`, board first.
-pub fn publications(event: &DomainEvent, settings: &Settings) -> Result<Vec<Outgoing>, serde_json::Error> {
+pub fn publications(
+    event: &DomainEvent,
+    settings: &Settings,
+) -> Result<Vec<Outgoing>, serde_json::Error> {
     let window = settings.notifier.idempotency_window;
     let mut outgoing = vec![Outgoing {
         channel: ChannelName::tasks(),
@@ -52,7 +55,12 @@ pub fn publications(event: &DomainEvent, settings: &Settings) -> Result<Vec<Outg
     {
         outgoing.push(Outgoing {
             channel: ChannelName::notifications(&assignee),
-            request: request(event, &notification, settings.channels.notifications.policy(), window)?,
+            request: request(
+                event,
+                &notification,
+                settings.channels.notifications.policy(),
+                window,
+            )?,
         });
     }
     Ok(outgoing)
@@ -108,7 +116,9 @@ mod tests {
                 updated_at: datetime!(2026-11-22 10:00 UTC),
                 version: 1,
             },
-            trace: TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            trace: TraceContext::from_traceparent(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
         }
     }
 
@@ -125,10 +135,16 @@ mod tests {
         assert_eq!(data(&out[0])["text"], json!("New task created: Ship it"));
         assert_eq!(data(&out[0])["type"], json!("task.created"));
         let request = &out[0].request;
-        assert_eq!(request.idempotency_key.as_deref(), Some(event.id.to_string().as_str()));
+        assert_eq!(
+            request.idempotency_key.as_deref(),
+            Some(event.id.to_string().as_str())
+        );
         assert_eq!(request.history.size, 300);
         assert_eq!(request.tags[EVENT_ID_TAG], event.id.to_string());
-        assert_eq!(request.tags["traceparent"], event.trace.traceparent.clone().unwrap());
+        assert_eq!(
+            request.tags["traceparent"],
+            event.trace.traceparent.clone().unwrap()
+        );
     }
 
     #[test]
@@ -139,17 +155,30 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(data(&out[0])["text"], json!("Task assigned: Ship it"));
         assert_eq!(out[1].channel, ChannelName::notifications(&bob));
-        assert_eq!(data(&out[1])["text"], json!("alice assigned you \"Ship it\""));
+        assert_eq!(
+            data(&out[1])["text"],
+            json!("alice assigned you \"Ship it\"")
+        );
         assert_eq!(data(&out[1])["type"], json!("task.assigned"));
-        assert_eq!(out[1].request.history.ttl, Duration::from_secs(7 * 24 * 60 * 60));
-        assert_eq!(out[1].request.idempotency_key, out[0].request.idempotency_key);
+        assert_eq!(
+            out[1].request.history.ttl,
+            Duration::from_secs(7 * 24 * 60 * 60)
+        );
+        assert_eq!(
+            out[1].request.idempotency_key,
+            out[0].request.idempotency_key
+        );
     }
 
     #[test]
     fn updates_and_deletions_of_assigned_tasks_go_to_the_board_only() {
         for kind in [TaskEventKind::Updated, TaskEventKind::Deleted] {
             let event = event(kind, UserId::new(), Some(UserId::new()));
-            assert_eq!(publications(&event, &Settings::default()).unwrap().len(), 1, "{kind}");
+            assert_eq!(
+                publications(&event, &Settings::default()).unwrap().len(),
+                1,
+                "{kind}"
+            );
         }
     }
 

@@ -10,7 +10,7 @@
 //!    `jwt_private_key_file`.
 //!
 //! Unknown keys are ignored, so one environment (a compose file, a k8s config map) can feed
-//! several services. Secrets are typed [`Secret`](crate::Secret) and never printed.
+//! several services. Secrets are typed [`Secret`] and never printed.
 //!
 //! The building blocks shared by several services live here too: [`JwtSettings`] (the fixed
 //! `HERALD_JWT__ISSUER` / `HERALD_JWT__AUDIENCE`), [`TrustedProxies`](crate::TrustedProxies)

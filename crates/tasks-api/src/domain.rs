@@ -145,7 +145,9 @@ impl NewTask {
         assignee: Option<&str>,
     ) -> Result<Self, FieldErrors> {
         let mut invalid = FieldErrors::new();
-        let title = TaskTitle::parse(title).map_err(|e| invalid.push(("title", e))).ok();
+        let title = TaskTitle::parse(title)
+            .map_err(|e| invalid.push(("title", e)))
+            .ok();
         let description = TaskDescription::parse(description.unwrap_or_default())
             .map_err(|e| invalid.push(("description", e)))
             .ok();
@@ -160,7 +162,9 @@ impl NewTask {
             .map_err(|e| invalid.push(("assignee", e)))
             .ok();
         match (title, description, status, assignee) {
-            (Some(title), Some(description), Some(status), Some(assignee)) if invalid.is_empty() => {
+            (Some(title), Some(description), Some(status), Some(assignee))
+                if invalid.is_empty() =>
+            {
                 Ok(Self {
                     title,
                     description,
@@ -341,18 +345,25 @@ mod tests {
         assert_eq!(TaskTitle::parse("   "), Err(InvalidField::TooShort));
         assert_eq!(TaskTitle::parse(""), Err(InvalidField::TooShort));
         assert!(TaskTitle::parse(&"é".repeat(200)).is_ok());
-        assert_eq!(TaskTitle::parse(&"é".repeat(201)), Err(InvalidField::TooLong));
+        assert_eq!(
+            TaskTitle::parse(&"é".repeat(201)),
+            Err(InvalidField::TooLong)
+        );
     }
 
     #[test]
     fn descriptions_may_have_at_most_10_000_characters() {
         assert!(TaskDescription::parse("ü".repeat(10_000)).is_ok());
-        assert_eq!(TaskDescription::parse("ü".repeat(10_001)), Err(InvalidField::TooLong));
+        assert_eq!(
+            TaskDescription::parse("ü".repeat(10_001)),
+            Err(InvalidField::TooLong)
+        );
     }
 
     #[test]
     fn a_new_task_reports_every_invalid_field() {
-        let err = NewTask::parse("", Some("x".repeat(10_001)), Some("doing"), Some("bob")).unwrap_err();
+        let err =
+            NewTask::parse("", Some("x".repeat(10_001)), Some("doing"), Some("bob")).unwrap_err();
         assert_eq!(
             err,
             [
@@ -367,7 +378,10 @@ mod tests {
     #[test]
     fn an_empty_patch_changes_nothing() {
         let task = task();
-        assert_eq!(TaskPatch::default().apply(&task, datetime!(2026-11-22 11:00 UTC)), None);
+        assert_eq!(
+            TaskPatch::default().apply(&task, datetime!(2026-11-22 11:00 UTC)),
+            None
+        );
         let same = TaskPatch {
             title: Some(TaskTitle::parse("Write docs").unwrap()),
             ..TaskPatch::default()
@@ -384,7 +398,9 @@ mod tests {
             status: Some(TaskStatus::Done),
             ..TaskPatch::default()
         };
-        let (assigned, kind) = assign.apply(&task, datetime!(2026-11-22 11:00 UTC)).unwrap();
+        let (assigned, kind) = assign
+            .apply(&task, datetime!(2026-11-22 11:00 UTC))
+            .unwrap();
         assert_eq!(kind, TaskEventKind::Assigned);
         assert_eq!(assigned.assignee, Some(bob));
         assert_eq!(assigned.status, TaskStatus::Done);
@@ -395,7 +411,9 @@ mod tests {
             assignee: Some(None),
             ..TaskPatch::default()
         };
-        let (unassigned, kind) = unassign.apply(&assigned, datetime!(2026-11-22 12:00 UTC)).unwrap();
+        let (unassigned, kind) = unassign
+            .apply(&assigned, datetime!(2026-11-22 12:00 UTC))
+            .unwrap();
         assert_eq!(kind, TaskEventKind::Updated);
         assert_eq!(unassigned.assignee, None);
         assert_eq!(unassigned.version, 3);
@@ -403,11 +421,19 @@ mod tests {
 
     #[test]
     fn null_removes_optional_fields_and_is_refused_for_required_ones() {
-        let patch = TaskPatch::parse(Patch::Absent, Patch::Null, Patch::Absent, Patch::Null).unwrap();
+        let patch =
+            TaskPatch::parse(Patch::Absent, Patch::Null, Patch::Absent, Patch::Null).unwrap();
         assert_eq!(patch.description, Some(TaskDescription::default()));
         assert_eq!(patch.assignee, Some(None));
-        let err = TaskPatch::parse(Patch::Null, Patch::Absent, Patch::Null, Patch::Absent).unwrap_err();
-        assert_eq!(err, [("title", InvalidField::Required), ("status", InvalidField::Required)]);
+        let err =
+            TaskPatch::parse(Patch::Null, Patch::Absent, Patch::Null, Patch::Absent).unwrap_err();
+        assert_eq!(
+            err,
+            [
+                ("title", InvalidField::Required),
+                ("status", InvalidField::Required)
+            ]
+        );
     }
 
     #[test]

@@ -53,7 +53,12 @@ impl From<TasksError> for ApiError {
                     .map(|(field, reason)| describe(field, *reason))
                     .collect::<Vec<_>>()
                     .join("; ");
-                ApiError::validation(message, fields.iter().map(|(field, reason)| (*field, reason.as_str())))
+                ApiError::validation(
+                    message,
+                    fields
+                        .iter()
+                        .map(|(field, reason)| (*field, reason.as_str())),
+                )
             }
             TasksError::NotFound => ApiError::not_found("task not found"),
             TasksError::Forbidden(message) => ApiError::forbidden(message),
@@ -84,7 +89,9 @@ fn describe(field: &str, reason: InvalidField) -> String {
         ("assignee", _) | ("created_by", _) => format!("{field} must be a user id (UUID)"),
         ("limit", _) => "limit must be between 1 and 100".to_owned(),
         ("cursor", _) => "cursor is not one this service returned".to_owned(),
-        ("idempotency_key", _) => "Idempotency-Key must be 1-255 visible ASCII characters".to_owned(),
+        ("idempotency_key", _) => {
+            "Idempotency-Key must be 1-255 visible ASCII characters".to_owned()
+        }
         (field, reason) => format!("{field} is {reason}"),
     }
 }

@@ -73,9 +73,12 @@ pub fn broker_from_settings(settings: &Settings) -> anyhow::Result<Broker> {
 
 /// Applies the database migrations (`herald-tasks-api migrate`).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let store = store::Store::connect(settings.database_url.expose(), std::time::Duration::from_secs(10))
-        .await
-        .context("opening the database")?;
+    let store = store::Store::connect(
+        settings.database_url.expose(),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .context("opening the database")?;
     store.migrate().await.context("applying migrations")?;
     Ok(())
 }
@@ -92,7 +95,9 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,8 +119,8 @@ impl Application {
     pub fn serve(settings: &Settings, api: TasksApi) -> anyhow::Result<Self> {
         let metrics = metrics::install().context("installing the metrics recorder")?;
         let readiness = api.readiness();
-        let listener =
-            TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let app_api = api.clone();
         let server = HttpServer::new(move || {

@@ -63,7 +63,8 @@ pub(crate) async fn run_relay(api: TasksApi, shutdown: CancellationToken) {
             }
             Round::Failed => {
                 let pause = retry_delay;
-                retry_delay = (retry_delay * 2).min(settings.retry_max_delay.max(FIRST_RETRY_DELAY));
+                retry_delay =
+                    (retry_delay * 2).min(settings.retry_max_delay.max(FIRST_RETRY_DELAY));
                 // While failing, wake-ups are ignored: only the pause paces the retries.
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -123,7 +124,11 @@ async fn relay_round(api: &TasksApi) -> Round {
         let mut sent = Vec::with_capacity(claimed);
         let mut failed = false;
         for row in batch.rows() {
-            match api.broker.stream_append(TASK_EVENTS_STREAM, &row.payload).await {
+            match api
+                .broker
+                .stream_append(TASK_EVENTS_STREAM, &row.payload)
+                .await
+            {
                 Ok(_) => {
                     sent.push(row.id);
                     let lag = store::now() - row.created_at;
@@ -160,9 +165,9 @@ async fn relay_round(api: &TasksApi) -> Round {
 async fn record_backlog(store: &Store) {
     match store.outbox_stats().await {
         Ok(stats) => {
-            let age = stats
-                .oldest_unsent
-                .map_or(0.0, |oldest| (store::now() - oldest).as_seconds_f64().max(0.0));
+            let age = stats.oldest_unsent.map_or(0.0, |oldest| {
+                (store::now() - oldest).as_seconds_f64().max(0.0)
+            });
             #[allow(clippy::cast_precision_loss)] // a backlog beyond 2^52 rows is not a concern
             metrics::gauge!("herald_tasks_outbox_backlog").set(stats.unsent as f64);
             metrics::gauge!("herald_tasks_outbox_oldest_age_seconds").set(age);

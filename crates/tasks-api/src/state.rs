@@ -62,7 +62,10 @@ impl TasksApi {
         );
         match tokio::time::timeout(FIRST_KEY_READ_TIMEOUT, verifier.refresh()).await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(error = format!("{err:#}"), "signing keys not read yet; will retry"),
+            Ok(Err(err)) => tracing::warn!(
+                error = format!("{err:#}"),
+                "signing keys not read yet; will retry"
+            ),
             Err(_) => tracing::warn!("reading the signing keys timed out; will retry"),
         }
         Self {
@@ -96,7 +99,12 @@ impl TasksApi {
         let store = self.store.clone();
         Readiness::new().with_check("database", move || {
             let store = store.clone();
-            async move { store.ping().await.map_err(|err| format!("{err}: {}", source_text(&err))) }
+            async move {
+                store
+                    .ping()
+                    .await
+                    .map_err(|err| format!("{err}: {}", source_text(&err)))
+            }
         })
     }
 
@@ -106,7 +114,11 @@ impl TasksApi {
     pub fn spawn_background(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
         tracker.spawn(outbox::run_relay(self.clone(), shutdown.clone()));
         tracker.spawn(sweep::run_sweep(self.clone(), shutdown.clone()));
-        tracker.spawn(self.verifier.clone().run(self.settings.key_refresh_interval, shutdown));
+        tracker.spawn(
+            self.verifier
+                .clone()
+                .run(self.settings.key_refresh_interval, shutdown),
+        );
     }
 }
 

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::domain::{InvalidField, NewTask, TaskPatch, may_delete, may_update};
 use crate::error::TasksError;
 use crate::state::TasksApi;
-use crate::store::{self, CreateOutcome, IdempotencyRecord, ListPosition, OutboxEvent, TaskQuery, WriteOutcome};
+use crate::store::{
+    self, CreateOutcome, IdempotencyRecord, ListPosition, OutboxEvent, TaskQuery, WriteOutcome,
+};
 
 /// How many times a change is recomputed when concurrent writers keep winning.
 const MAX_WRITE_ATTEMPTS: usize = 5;
@@ -30,7 +32,10 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     /// Checks a header value.
     pub fn parse(raw: &str) -> Result<Self, InvalidField> {
-        if raw.is_empty() || raw.len() > MAX_IDEMPOTENCY_KEY_LEN || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        if raw.is_empty()
+            || raw.len() > MAX_IDEMPOTENCY_KEY_LEN
+            || !raw.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(InvalidField::Invalid);
         }
         Ok(Self(raw.to_owned()))
@@ -126,13 +131,15 @@ impl TasksApi {
         key: Option<IdempotencyKey>,
         trace: TraceContext,
     ) -> Result<Created, TasksError> {
-        let request_hash: [u8; 32] = Sha256::digest(serde_json::to_vec(&Fingerprint {
-            title: new.title.as_str(),
-            description: new.description.as_str(),
-            status: new.status,
-            assignee: new.assignee,
-        })
-        .map_err(anyhow::Error::from)?)
+        let request_hash: [u8; 32] = Sha256::digest(
+            serde_json::to_vec(&Fingerprint {
+                title: new.title.as_str(),
+                description: new.description.as_str(),
+                status: new.status,
+                assignee: new.assignee,
+            })
+            .map_err(anyhow::Error::from)?,
+        )
         .into();
         let now = store::now();
         let task = new.into_task(actor.id, now);
@@ -147,20 +154,34 @@ impl TasksApi {
                 })
             })
             .transpose()?;
-        match self.store.create_task(&task, &event, record.as_ref()).await? {
+        match self
+            .store
+            .create_task(&task, &event, record.as_ref())
+            .await?
+        {
             CreateOutcome::Created => {
                 self.written(TaskEventKind::Created);
                 tracing::info!(task = %task.id, user = %actor.id, "task created");
-                Ok(Created { task, replayed: false })
+                Ok(Created {
+                    task,
+                    replayed: false,
+                })
             }
-            CreateOutcome::Replayed { request_hash: first, response } => {
+            CreateOutcome::Replayed {
+                request_hash: first,
+                response,
+            } => {
                 if first.as_slice() != request_hash.as_slice() {
                     return Err(TasksError::IdempotencyKeyReused);
                 }
-                let task = serde_json::from_str(&response)
-                    .map_err(|err| anyhow::Error::from(err).context("stored idempotent response"))?;
+                let task = serde_json::from_str(&response).map_err(|err| {
+                    anyhow::Error::from(err).context("stored idempotent response")
+                })?;
                 metrics::counter!("herald_tasks_idempotent_replays_total").increment(1);
-                Ok(Created { task, replayed: true })
+                Ok(Created {
+                    task,
+                    replayed: true,
+                })
             }
         }
     }
@@ -214,14 +235,20 @@ impl TasksApi {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let current = self.task(id).await?;
             if !may_update(&current, &actor.id) {
-                return Err(TasksError::Forbidden("only the task's creator or assignee may change it"));
+                return Err(TasksError::Forbidden(
+                    "only the task's creator or assignee may change it",
+                ));
             }
             check_precondition(if_match, &current)?;
             let Some((next, kind)) = patch.apply(&current, store::now()) else {
                 return Ok(current);
             };
             let event = outbox_event(kind, actor, &next, trace.clone())?;
-            match self.store.update_task(&next, current.version, &event).await? {
+            match self
+                .store
+                .update_task(&next, current.version, &event)
+                .await?
+            {
                 WriteOutcome::Done => {
                     self.written(kind);
                     tracing::info!(task = %id, user = %actor.id, version = next.version, event = %kind, "task updated");
@@ -244,7 +271,9 @@ impl TasksApi {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let current = self.task(id).await?;
             if !may_delete(&current, &actor.id) {
-                return Err(TasksError::Forbidden("only the task's creator may delete it"));
+                return Err(TasksError::Forbidden(
+                    "only the task's creator may delete it",
+                ));
             }
             check_precondition(if_match, &current)?;
             let event = outbox_event(TaskEventKind::Deleted, actor, &current, trace.clone())?;
@@ -269,9 +298,11 @@ impl TasksApi {
 
 fn check_precondition(if_match: Option<&IfMatch>, current: &Task) -> Result<(), TasksError> {
     match if_match {
-        Some(condition) if !condition.matches(current.version) => Err(TasksError::PreconditionFailed {
-            current: current.version,
-        }),
+        Some(condition) if !condition.matches(current.version) => {
+            Err(TasksError::PreconditionFailed {
+                current: current.version,
+            })
+        }
         _ => Ok(()),
     }
 }
@@ -325,7 +356,11 @@ mod tests {
         assert!(IdempotencyKey::parse("a1b2-c3").is_ok());
         assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
         for bad in ["", "with space", "ünïcode"] {
-            assert_eq!(IdempotencyKey::parse(bad), Err(InvalidField::Invalid), "{bad}");
+            assert_eq!(
+                IdempotencyKey::parse(bad),
+                Err(InvalidField::Invalid),
+                "{bad}"
+            );
         }
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
     }

@@ -12,7 +12,11 @@ const MAX_TRACESTATE_LEN: usize = 512;
 
 /// The trace context of `req`, or a new one.
 pub fn from_request(req: &HttpRequest) -> TraceContext {
-    let header = |name: &str| req.headers().get(name).and_then(|value| value.to_str().ok());
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
     match header(TraceContext::TRACEPARENT).filter(|value| is_valid_traceparent(value)) {
         Some(traceparent) => TraceContext {
             traceparent: Some(traceparent.to_ascii_lowercase()),
@@ -38,7 +42,8 @@ pub fn is_valid_traceparent(value: &str) -> bool {
     let [version, trace_id, span_id, flags] = parts.as_slice() else {
         return false;
     };
-    let hex = |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
     let non_zero = |part: &str| part.bytes().any(|b| b != b'0');
     *version == "00"
         && hex(trace_id, 32)
@@ -71,7 +76,11 @@ mod tests {
 
     #[test]
     fn a_missing_or_malformed_context_is_replaced_by_a_new_root() {
-        for header in [None, Some("garbage"), Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01")] {
+        for header in [
+            None,
+            Some("garbage"),
+            Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        ] {
             let mut req = TestRequest::default();
             if let Some(value) = header {
                 req = req.insert_header(("traceparent", value));

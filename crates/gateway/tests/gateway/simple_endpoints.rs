@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::support::{WsClient, spawn_gateway};
+use crate::support::{WsClient, refused_handshake, spawn_gateway};
 
 fn publication(json: &str) -> PublishRequest {
     PublishRequest::new(RawValue::from_string(json.to_owned()).unwrap())
@@ -73,19 +73,12 @@ async fn simple_endpoints_refuse_a_missing_or_bad_token_with_401() {
         "/ws/notifications/tasks",
         "/ws/chat/lobby?token=garbage",
     ] {
-        let err = tokio_tungstenite::connect_async(gw.ws_url(path))
-            .await
-            .err()
-            .expect("refused");
-        assert!(err.to_string().contains("401"), "{path}: {err}");
+        let err = refused_handshake(gw.ws_url(path)).await;
+        assert!(err.contains("401"), "{path}: {err}");
     }
     let expired = gw.keys.expired(&UserId::new(), "alice");
-    let err =
-        tokio_tungstenite::connect_async(gw.ws_url(&format!("/ws/chat/lobby?token={expired}")))
-            .await
-            .err()
-            .expect("refused");
-    assert!(err.to_string().contains("401"), "{err}");
+    let err = refused_handshake(gw.ws_url(&format!("/ws/chat/lobby?token={expired}"))).await;
+    assert!(err.contains("401"), "{err}");
 }
 
 #[tokio::test]
@@ -131,17 +124,11 @@ async fn the_personal_feed_is_reached_with_percent_23_and_refused_to_others() {
 
     let mallory = gw.keys.token(&UserId::new(), "mallory", 600);
     let path = format!("/ws/notifications/notifications%23{alice}?token={mallory}");
-    let err = tokio_tungstenite::connect_async(gw.ws_url(&path))
-        .await
-        .err()
-        .expect("refused");
-    assert!(err.to_string().contains("403"), "{err}");
+    let err = refused_handshake(gw.ws_url(&path)).await;
+    assert!(err.contains("403"), "{err}");
     let path = format!("/ws/notifications/news?token={mallory}");
-    let err = tokio_tungstenite::connect_async(gw.ws_url(&path))
-        .await
-        .err()
-        .expect("refused");
-    assert!(err.to_string().contains("404"), "{err}");
+    let err = refused_handshake(gw.ws_url(&path)).await;
+    assert!(err.contains("404"), "{err}");
 }
 
 #[tokio::test]

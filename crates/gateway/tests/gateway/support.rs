@@ -50,14 +50,14 @@ impl Drop for TestGateway {
 /// Settings for tests: loopback, two workers, a fresh prefix, generous timings unless a test
 /// shortens them.
 pub fn test_settings(prefix: &str) -> Settings {
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".to_owned();
-    settings.workers = Some(2);
-    settings.redis_url = redis_url().into();
-    settings.redis_prefix = prefix.to_owned();
-    settings.web_dir = "/nonexistent".into();
-    settings.limits.close_timeout = Duration::from_secs(5);
-    settings
+    Settings {
+        listen: "127.0.0.1:0".to_owned(),
+        workers: Some(2),
+        redis_url: redis_url().into(),
+        redis_prefix: prefix.to_owned(),
+        web_dir: "/nonexistent".into(),
+        ..Settings::default()
+    }
 }
 
 /// Boots a gateway with the test settings.
@@ -391,6 +391,17 @@ impl WsClient {
                 Ok(other) => panic!("unexpected: {other:?}"),
             }
         }
+    }
+}
+
+/// The error of a handshake that must fail (its text names the HTTP status).
+pub async fn refused_handshake<R>(request: R) -> String
+where
+    R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+{
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => panic!("the handshake was accepted"),
+        Err(err) => err.to_string(),
     }
 }
 

@@ -43,7 +43,12 @@ impl Modify for BearerSecurity {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -92,5 +97,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 async fn openapi_json() -> HttpResponse {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     let json = DOCUMENT.get_or_init(|| openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
-    HttpResponse::Ok().content_type("application/json").body(json.clone())
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json.clone())
 }

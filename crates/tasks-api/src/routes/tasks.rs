@@ -15,7 +15,9 @@ use herald_service::{ApiError, Authenticated};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::{FieldErrors, InvalidField, NewTask, Patch, TaskPatch, parse_status, parse_user};
+use crate::domain::{
+    FieldErrors, InvalidField, NewTask, Patch, TaskPatch, parse_status, parse_user,
+};
 use crate::error::TasksError;
 use crate::routes::schema::{TaskPageSchema as TaskPage, TaskSchema};
 use crate::state::TasksApi;
@@ -143,8 +145,11 @@ pub async fn create(
                 .map_err(|reason| TasksError::Invalid(vec![("idempotency_key", reason)]))?,
         ),
     };
-    let new = NewTask::parse(&title, description, status.as_deref(), assignee.as_deref()).map_err(TasksError::Invalid)?;
-    let created = api.create_task(&actor, new, key, trace::from_request(&req)).await?;
+    let new = NewTask::parse(&title, description, status.as_deref(), assignee.as_deref())
+        .map_err(TasksError::Invalid)?;
+    let created = api
+        .create_task(&actor, new, key, trace::from_request(&req))
+        .await?;
     let mut response = HttpResponse::Created();
     response
         .insert_header((header::ETAG, etag(&created.task)))
@@ -185,16 +190,34 @@ pub async fn list(
             }
         }),
     );
-    let cursor = optional(&mut invalid, "cursor", query.cursor.as_deref().map(decode_cursor));
+    let cursor = optional(
+        &mut invalid,
+        "cursor",
+        query.cursor.as_deref().map(decode_cursor),
+    );
     let filters = ListFilters {
-        status: optional(&mut invalid, "status", query.status.as_deref().map(parse_status)),
-        assignee: optional(&mut invalid, "assignee", query.assignee.as_deref().map(parse_user)),
-        created_by: optional(&mut invalid, "created_by", query.created_by.as_deref().map(parse_user)),
+        status: optional(
+            &mut invalid,
+            "status",
+            query.status.as_deref().map(parse_status),
+        ),
+        assignee: optional(
+            &mut invalid,
+            "assignee",
+            query.assignee.as_deref().map(parse_user),
+        ),
+        created_by: optional(
+            &mut invalid,
+            "created_by",
+            query.created_by.as_deref().map(parse_user),
+        ),
     };
     if !invalid.is_empty() {
         return Err(TasksError::Invalid(invalid).into());
     }
-    let page = api.list_tasks(filters, cursor, limit.unwrap_or(DEFAULT_LIMIT)).await?;
+    let page = api
+        .list_tasks(filters, cursor, limit.unwrap_or(DEFAULT_LIMIT))
+        .await?;
     Ok(HttpResponse::Ok().json(PageBody {
         items: page.items,
         next_cursor: page.next.map(|position| encode_cursor(&position)),
@@ -219,7 +242,9 @@ pub async fn get(
     id: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let task = api.task(id.into_inner()).await?;
-    Ok(HttpResponse::Ok().insert_header((header::ETAG, etag(&task))).json(&task))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(&task)))
+        .json(&task))
 }
 
 /// Changes a task (its creator or assignee only) with a JSON merge patch. With `If-Match`,
@@ -258,12 +283,21 @@ pub async fn update(
         status,
         assignee,
     } = body.into_inner();
-    let patch = TaskPatch::parse(title, description, status, assignee).map_err(TasksError::Invalid)?;
+    let patch =
+        TaskPatch::parse(title, description, status, assignee).map_err(TasksError::Invalid)?;
     let if_match = if_match(&req);
     let task = api
-        .update_task(&actor, id.into_inner(), &patch, if_match.as_ref(), trace::from_request(&req))
+        .update_task(
+            &actor,
+            id.into_inner(),
+            &patch,
+            if_match.as_ref(),
+            trace::from_request(&req),
+        )
         .await?;
-    Ok(HttpResponse::Ok().insert_header((header::ETAG, etag(&task))).json(&task))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(&task)))
+        .json(&task))
 }
 
 /// Deletes a task (its creator only). With `If-Match`, only if it still has that version.
@@ -291,8 +325,13 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let actor = actor(&auth)?;
     let if_match = if_match(&req);
-    api.delete_task(&actor, id.into_inner(), if_match.as_ref(), trace::from_request(&req))
-        .await?;
+    api.delete_task(
+        &actor,
+        id.into_inner(),
+        if_match.as_ref(),
+        trace::from_request(&req),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -222,7 +222,9 @@ impl Store {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres(PgStore::connect(url, acquire_timeout)?))
         } else if url.starts_with("sqlite:") {
-            Ok(Self::Sqlite(SqliteStore::connect(url, acquire_timeout).await?))
+            Ok(Self::Sqlite(
+                SqliteStore::connect(url, acquire_timeout).await?,
+            ))
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -286,10 +288,15 @@ impl Store {
     /// when another relay (another replica) is in a round right now.
     pub async fn claim_outbox(&self, limit: u32) -> Result<Option<OutboxBatch>, StoreError> {
         match self {
-            Store::Postgres(store) => Ok(store.claim_outbox(limit).await?.map(|(rows, batch)| OutboxBatch {
-                rows,
-                inner: BatchInner::Postgres(batch),
-            })),
+            Store::Postgres(store) => {
+                Ok(store
+                    .claim_outbox(limit)
+                    .await?
+                    .map(|(rows, batch)| OutboxBatch {
+                        rows,
+                        inner: BatchInner::Postgres(batch),
+                    }))
+            }
             Store::Sqlite(store) => Ok(Some(OutboxBatch {
                 rows: store.unsent_outbox(limit).await?,
                 inner: BatchInner::Sqlite(store.clone()),
@@ -304,7 +311,11 @@ impl Store {
 
     /// Deletes outbox rows sent before `sent_before` and idempotency keys created before
     /// `keys_before`.
-    pub async fn sweep(&self, sent_before: OffsetDateTime, keys_before: OffsetDateTime) -> Result<Swept, StoreError> {
+    pub async fn sweep(
+        &self,
+        sent_before: OffsetDateTime,
+        keys_before: OffsetDateTime,
+    ) -> Result<Swept, StoreError> {
         dispatch!(self.sweep(sent_before, keys_before))
     }
 }
@@ -317,12 +328,14 @@ pub fn now() -> OffsetDateTime {
 /// Drops sub-microsecond precision, which Postgres would drop anyway.
 pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
     let t = t.to_offset(time::UtcOffset::UTC);
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
 }
 
 /// A stored status word back as a [`TaskStatus`].
 fn status_from_stored(raw: &str) -> Result<TaskStatus, StoreError> {
-    raw.parse().map_err(|_| StoreError::Corrupt(format!("task status {raw:?}")))
+    raw.parse()
+        .map_err(|_| StoreError::Corrupt(format!("task status {raw:?}")))
 }
 
 /// A stored version back as a `u64` (the column is a non-negative `bigint`).

@@ -10,8 +10,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    CreateOutcome, IdempotencyRecord, MIGRATIONS_TABLE, OUTBOX_CHANNEL, OutboxEvent, OutboxRow, OutboxStats,
-    StoreError, Swept, TaskQuery, WriteOutcome, status_from_stored, version_from_stored, version_to_stored,
+    CreateOutcome, IdempotencyRecord, MIGRATIONS_TABLE, OUTBOX_CHANNEL, OutboxEvent, OutboxRow,
+    OutboxStats, StoreError, Swept, TaskQuery, WriteOutcome, status_from_stored,
+    version_from_stored, version_to_stored,
 };
 
 /// Key of the transaction-scoped advisory lock that makes one relay at a time append the
@@ -61,11 +62,19 @@ pub(super) struct PgBatch {
 }
 
 impl PgBatch {
-    pub(super) async fn finish(mut self, sent: &[i64], now: OffsetDateTime) -> Result<(), StoreError> {
+    pub(super) async fn finish(
+        mut self,
+        sent: &[i64],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         if !sent.is_empty() {
-            sqlx::query!("UPDATE task_outbox SET sent_at = $1 WHERE id = ANY($2)", now, sent)
-                .execute(&mut *self.tx)
-                .await?;
+            sqlx::query!(
+                "UPDATE task_outbox SET sent_at = $1 WHERE id = ANY($2)",
+                now,
+                sent
+            )
+            .execute(&mut *self.tx)
+            .await?;
         }
         self.tx.commit().await?;
         Ok(())
@@ -104,7 +113,9 @@ impl PgStore {
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query!("SELECT 1 AS one").fetch_one(&self.pool).await?;
+        sqlx::query!("SELECT 1 AS one")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -255,13 +266,19 @@ impl PgStore {
         Ok(WriteOutcome::Done)
     }
 
-    pub(super) async fn claim_outbox(&self, limit: u32) -> Result<Option<(Vec<OutboxRow>, PgBatch)>, StoreError> {
+    pub(super) async fn claim_outbox(
+        &self,
+        limit: u32,
+    ) -> Result<Option<(Vec<OutboxRow>, PgBatch)>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Another replica's relay holds the lock: it is appending right now and will see
         // these rows too, so this one skips the round instead of waiting.
-        let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#, RELAY_LOCK_KEY)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#,
+            RELAY_LOCK_KEY
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             tx.rollback().await?;
             return Ok(None);
@@ -297,16 +314,23 @@ impl PgStore {
         })
     }
 
-    pub(super) async fn sweep(&self, sent_before: OffsetDateTime, keys_before: OffsetDateTime) -> Result<Swept, StoreError> {
+    pub(super) async fn sweep(
+        &self,
+        sent_before: OffsetDateTime,
+        keys_before: OffsetDateTime,
+    ) -> Result<Swept, StoreError> {
         let outbox = sqlx::query!(
             "DELETE FROM task_outbox WHERE sent_at IS NOT NULL AND sent_at < $1",
             sent_before
         )
         .execute(&self.pool)
         .await?;
-        let keys = sqlx::query!("DELETE FROM task_idempotency_keys WHERE created_at < $1", keys_before)
-            .execute(&self.pool)
-            .await?;
+        let keys = sqlx::query!(
+            "DELETE FROM task_idempotency_keys WHERE created_at < $1",
+            keys_before
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(Swept {
             outbox_rows: outbox.rows_affected(),
             idempotency_keys: keys.rows_affected(),
@@ -315,7 +339,10 @@ impl PgStore {
 }
 
 /// Adds `event` to the outbox inside `tx` (the trigger notifies the relays on commit).
-async fn insert_event(tx: &mut Transaction<'static, Postgres>, event: &OutboxEvent) -> Result<(), StoreError> {
+async fn insert_event(
+    tx: &mut Transaction<'static, Postgres>,
+    event: &OutboxEvent,
+) -> Result<(), StoreError> {
     sqlx::query!(
         "INSERT INTO task_outbox (event_id, payload, created_at) VALUES ($1, $2, $3)",
         event.event_id,

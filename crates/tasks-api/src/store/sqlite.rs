@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    CreateOutcome, IdempotencyRecord, MIGRATIONS_TABLE, OutboxEvent, OutboxRow, OutboxStats, StoreError, Swept,
-    TaskQuery, WriteOutcome, status_from_stored, version_from_stored, version_to_stored,
+    CreateOutcome, IdempotencyRecord, MIGRATIONS_TABLE, OutboxEvent, OutboxRow, OutboxStats,
+    StoreError, Swept, TaskQuery, WriteOutcome, status_from_stored, version_from_stored,
+    version_to_stored,
 };
 
 /// Tasks, idempotency keys and the outbox in a SQLite file.
@@ -220,7 +221,11 @@ impl SqliteStore {
             .collect()
     }
 
-    pub(super) async fn mark_sent(&self, sent: &[i64], now: OffsetDateTime) -> Result<(), StoreError> {
+    pub(super) async fn mark_sent(
+        &self,
+        sent: &[i64],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         if sent.is_empty() {
             return Ok(());
         }
@@ -248,11 +253,16 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn sweep(&self, sent_before: OffsetDateTime, keys_before: OffsetDateTime) -> Result<Swept, StoreError> {
-        let outbox = sqlx::query("DELETE FROM task_outbox WHERE sent_at IS NOT NULL AND sent_at < ?")
-            .bind(to_micros(sent_before))
-            .execute(&self.pool)
-            .await?;
+    pub(super) async fn sweep(
+        &self,
+        sent_before: OffsetDateTime,
+        keys_before: OffsetDateTime,
+    ) -> Result<Swept, StoreError> {
+        let outbox =
+            sqlx::query("DELETE FROM task_outbox WHERE sent_at IS NOT NULL AND sent_at < ?")
+                .bind(to_micros(sent_before))
+                .execute(&self.pool)
+                .await?;
         let keys = sqlx::query("DELETE FROM task_idempotency_keys WHERE created_at < ?")
             .bind(to_micros(keys_before))
             .execute(&self.pool)
@@ -264,7 +274,10 @@ impl SqliteStore {
     }
 }
 
-async fn insert_event(tx: &mut Transaction<'static, Sqlite>, event: &OutboxEvent) -> Result<(), StoreError> {
+async fn insert_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    event: &OutboxEvent,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO task_outbox (event_id, payload, created_at) VALUES (?, ?, ?)")
         .bind(event.event_id)
         .bind(&event.payload)

@@ -11,7 +11,10 @@ async fn a_new_task_is_created_with_the_design_shape_and_an_etag() {
     let bob = app.user("bob");
 
     let response = app
-        .post_task(&alice, &json!({"title": "Write docs", "description": "the README", "assignee": bob.id}))
+        .post_task(
+            &alice,
+            &json!({"title": "Write docs", "description": "the README", "assignee": bob.id}),
+        )
         .await;
 
     assert_eq!(response.status(), 201);
@@ -26,7 +29,12 @@ async fn a_new_task_is_created_with_the_design_shape_and_an_etag() {
     assert_eq!(task["created_by"], json!(alice.id));
     assert_eq!(task["version"], 1);
     assert_eq!(task["created_at"], task["updated_at"]);
-    let keys: Vec<&str> = task.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = task
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys.len(), 9, "{keys:?}");
 }
 
@@ -35,7 +43,12 @@ async fn optional_fields_default_to_an_empty_description_todo_and_nobody() {
     let app = spawn_app().await;
     let alice = app.user("alice");
 
-    let task = app.create_task(&alice, &json!({"title": "  Trimmed  ", "status": "in_progress"})).await;
+    let task = app
+        .create_task(
+            &alice,
+            &json!({"title": "  Trimmed  ", "status": "in_progress"}),
+        )
+        .await;
 
     assert_eq!(task["title"], "Trimmed");
     assert_eq!(task["description"], "");
@@ -50,10 +63,22 @@ async fn invalid_fields_are_refused_with_details_for_each_one() {
     let cases = [
         (json!({"title": ""}), json!({"title": "too_short"})),
         (json!({"title": "   "}), json!({"title": "too_short"})),
-        (json!({"title": "x".repeat(201)}), json!({"title": "too_long"})),
-        (json!({"title": "ok", "description": "d".repeat(10_001)}), json!({"description": "too_long"})),
-        (json!({"title": "ok", "status": "doing"}), json!({"status": "invalid"})),
-        (json!({"title": "ok", "assignee": "bob"}), json!({"assignee": "invalid"})),
+        (
+            json!({"title": "x".repeat(201)}),
+            json!({"title": "too_long"}),
+        ),
+        (
+            json!({"title": "ok", "description": "d".repeat(10_001)}),
+            json!({"description": "too_long"}),
+        ),
+        (
+            json!({"title": "ok", "status": "doing"}),
+            json!({"status": "invalid"}),
+        ),
+        (
+            json!({"title": "ok", "assignee": "bob"}),
+            json!({"assignee": "invalid"}),
+        ),
         (
             json!({"title": "", "status": "later", "assignee": "nobody"}),
             json!({"title": "too_short", "status": "invalid", "assignee": "invalid"}),
@@ -75,11 +100,17 @@ async fn the_longest_title_and_description_are_accepted() {
     let alice = app.user("alice");
 
     let task = app
-        .create_task(&alice, &json!({"title": "é".repeat(200), "description": "ü".repeat(10_000)}))
+        .create_task(
+            &alice,
+            &json!({"title": "é".repeat(200), "description": "ü".repeat(10_000)}),
+        )
         .await;
 
     assert_eq!(task["title"].as_str().unwrap().chars().count(), 200);
-    assert_eq!(task["description"].as_str().unwrap().chars().count(), 10_000);
+    assert_eq!(
+        task["description"].as_str().unwrap().chars().count(),
+        10_000
+    );
 }
 
 #[tokio::test]
@@ -100,7 +131,10 @@ async fn malformed_json_is_a_400_with_the_error_body() {
     let (status, error) = status_and_json(response).await;
     assert_eq!(status, 400);
     assert_eq!(error["error"]["code"], "validation_failed");
-    assert!(error["error"]["message"].as_str().unwrap().contains("JSON"), "{error}");
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("JSON"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -153,7 +187,12 @@ async fn a_body_that_is_not_json_is_a_415() {
     assert_eq!(error["error"]["code"], "validation_failed");
 }
 
-async fn post_with_key(app: &crate::helpers::TestApp, user: &crate::helpers::TestUser, key: &str, body: &Value) -> reqwest::Response {
+async fn post_with_key(
+    app: &crate::helpers::TestApp,
+    user: &crate::helpers::TestUser,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
     app.client
         .post(app.url("/tasks"))
         .bearer_auth(&user.token)
@@ -174,7 +213,13 @@ async fn a_retried_create_returns_the_first_result_and_creates_nothing_new() {
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first: Value = first.json().await.unwrap();
-    let retry = post_with_key(&app, &alice, "retry-1", &json!({"title": "Once only", "description": null})).await;
+    let retry = post_with_key(
+        &app,
+        &alice,
+        "retry-1",
+        &json!({"title": "Once only", "description": null}),
+    )
+    .await;
 
     assert_eq!(retry.status(), 201);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
@@ -224,11 +269,20 @@ async fn a_key_reused_for_a_different_request_is_refused() {
     let app = spawn_app().await;
     let alice = app.user("alice");
 
-    assert_eq!(post_with_key(&app, &alice, "k", &json!({"title": "First"})).await.status(), 201);
-    let (status, error) = status_and_json(post_with_key(&app, &alice, "k", &json!({"title": "Second"})).await).await;
+    assert_eq!(
+        post_with_key(&app, &alice, "k", &json!({"title": "First"}))
+            .await
+            .status(),
+        201
+    );
+    let (status, error) =
+        status_and_json(post_with_key(&app, &alice, "k", &json!({"title": "Second"})).await).await;
 
     assert_eq!(status, 422);
-    assert_eq!(error["error"]["details"], json!({"idempotency_key": "reused"}));
+    assert_eq!(
+        error["error"]["details"],
+        json!({"idempotency_key": "reused"})
+    );
 }
 
 #[tokio::test]
@@ -238,7 +292,11 @@ async fn idempotency_keys_belong_to_one_user() {
     let bob = app.user("bob");
     let body = json!({"title": "Same key"});
 
-    let first: Value = post_with_key(&app, &alice, "shared", &body).await.json().await.unwrap();
+    let first: Value = post_with_key(&app, &alice, "shared", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
     let second = post_with_key(&app, &bob, "shared", &body).await;
 
     assert_eq!(second.status(), 201);
@@ -253,8 +311,14 @@ async fn a_malformed_idempotency_key_is_refused() {
     let app = spawn_app().await;
     let alice = app.user("alice");
 
-    let (status, error) = status_and_json(post_with_key(&app, &alice, &"k".repeat(256), &json!({"title": "x"})).await).await;
+    let (status, error) = status_and_json(
+        post_with_key(&app, &alice, &"k".repeat(256), &json!({"title": "x"})).await,
+    )
+    .await;
 
     assert_eq!(status, 422);
-    assert_eq!(error["error"]["details"], json!({"idempotency_key": "invalid"}));
+    assert_eq!(
+        error["error"]["details"],
+        json!({"idempotency_key": "invalid"})
+    );
 }

@@ -35,7 +35,8 @@ pub const EVENTUALLY: Duration = Duration::from_secs(15);
 
 /// The Postgres server tests use (any database name in it is replaced).
 pub fn test_database_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    std::env::var("HERALD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
 /// The Redis tests use.
@@ -45,9 +46,13 @@ pub fn test_redis_url() -> String {
 
 /// `base` with its database name replaced by `database`.
 pub fn with_database(base: &str, database: &str) -> String {
-    let (main, query) = base.split_once('?').map_or((base, None), |(main, query)| (main, Some(query)));
+    let (main, query) = base
+        .split_once('?')
+        .map_or((base, None), |(main, query)| (main, Some(query)));
     let scheme_end = main.find("://").map_or(0, |i| i + 3);
-    let server = main[scheme_end..].find('/').map_or(main, |slash| &main[..scheme_end + slash]);
+    let server = main[scheme_end..]
+        .find('/')
+        .map_or(main, |slash| &main[..scheme_end + slash]);
     match query {
         Some(query) => format!("{server}/{database}?{query}"),
         None => format!("{server}/{database}"),
@@ -68,7 +73,9 @@ impl TestDatabase {
             .expect("connect to the test Postgres server");
         // The name is hex digits generated above, so formatting it into SQL is safe.
         admin
-            .execute(sqlx::raw_sql(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))))
+            .execute(sqlx::raw_sql(AssertSqlSafe(format!(
+                r#"CREATE DATABASE "{name}""#
+            ))))
             .await
             .expect("create the test database");
         Self {
@@ -83,11 +90,16 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop cannot await: a short-lived runtime on its own thread does the clean-up.
         let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async move {
-                if let Ok(mut admin) = PgConnection::connect(&with_database(&test_database_url(), "postgres")).await {
+                if let Ok(mut admin) =
+                    PgConnection::connect(&with_database(&test_database_url(), "postgres")).await
+                {
                     let drop = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
                     let _ = admin.execute(sqlx::raw_sql(AssertSqlSafe(drop))).await;
                 }
@@ -105,7 +117,8 @@ pub struct SqliteFile {
 impl SqliteFile {
     pub fn new() -> Self {
         Self {
-            path: std::env::temp_dir().join(format!("herald-tasks-test-{}.db", Uuid::new_v4().simple())),
+            path: std::env::temp_dir()
+                .join(format!("herald-tasks-test-{}.db", Uuid::new_v4().simple())),
         }
     }
 
@@ -131,7 +144,11 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts `redis-server` without persistence on a free port and waits until it answers.
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut server = Self { port, child: None };
         server.restart().await;
         server
@@ -153,7 +170,16 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         self.stop();
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -162,7 +188,10 @@ impl RedisServer {
         let client = redis::Client::open(self.url()).unwrap();
         for _ in 0..100 {
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
             {
                 return;
             }
@@ -230,7 +259,13 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        delete_prefix(self.settings.redis_url.as_ref().map(|url| url.expose().clone()), self.settings.redis_prefix.clone());
+        delete_prefix(
+            self.settings
+                .redis_url
+                .as_ref()
+                .map(|url| url.expose().clone()),
+            self.settings.redis_prefix.clone(),
+        );
     }
 }
 
@@ -354,7 +389,14 @@ impl TestApp {
 
     /// A token for `user` issued at `issued_at` (Unix seconds), valid for `ttl` seconds.
     pub fn token(&self, user: &UserId, name: &str, issued_at: u64, ttl: u64) -> String {
-        let claims = Claims::new(user, name, &self.settings.jwt.issuer, &self.settings.jwt.audience, issued_at, ttl);
+        let claims = Claims::new(
+            user,
+            name,
+            &self.settings.jwt.issuer,
+            &self.settings.jwt.audience,
+            issued_at,
+            ttl,
+        );
         self.key.sign(&claims).unwrap()
     }
 
@@ -384,7 +426,13 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn patch_task(&self, user: &TestUser, id: &str, body: &Value, if_match: Option<&str>) -> reqwest::Response {
+    pub async fn patch_task(
+        &self,
+        user: &TestUser,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> reqwest::Response {
         let mut request = self
             .client
             .patch(self.url(&format!("/tasks/{id}")))
@@ -435,7 +483,10 @@ impl TestApp {
         .await;
         match found {
             Some(events) => events,
-            None => panic!("expected {count} events on the stream, saw {}", self.stream_events().await.len()),
+            None => panic!(
+                "expected {count} events on the stream, saw {}",
+                self.stream_events().await.len()
+            ),
         }
     }
 }
@@ -467,11 +518,16 @@ pub async fn stream_events(url: &str, prefix: &str) -> Vec<DomainEvent> {
 fn delete_prefix(url: Option<String>, prefix: String) {
     let Some(url) = url else { return };
     let cleanup = std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
         runtime.block_on(async move {
-            let Ok(client) = redis::Client::open(url) else { return };
+            let Ok(client) = redis::Client::open(url) else {
+                return;
+            };
             let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
                 return;
             };
@@ -481,7 +537,10 @@ fn delete_prefix(url: Option<String>, prefix: String) {
                 .await
                 .unwrap_or_default();
             if !keys.is_empty() {
-                let _ = redis::cmd("DEL").arg(keys).query_async::<i64>(&mut conn).await;
+                let _ = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async::<i64>(&mut conn)
+                    .await;
             }
         });
     });

@@ -26,7 +26,8 @@ async fn tasks_are_listed_newest_first_with_a_null_cursor_on_the_last_page() {
     let app = spawn_app().await;
     let alice = app.user("alice");
     for n in 1..=3 {
-        app.create_task(&alice, &json!({"title": format!("task {n}")})).await;
+        app.create_task(&alice, &json!({"title": format!("task {n}")}))
+            .await;
     }
 
     let body = page(&app, &alice, "").await;
@@ -40,7 +41,8 @@ async fn following_cursors_visits_every_task_once() {
     let app = spawn_app().await;
     let alice = app.user("alice");
     for n in 1..=7 {
-        app.create_task(&alice, &json!({"title": format!("task {n}")})).await;
+        app.create_task(&alice, &json!({"title": format!("task {n}")}))
+            .await;
     }
 
     let mut seen = Vec::new();
@@ -67,7 +69,8 @@ async fn a_page_that_ends_exactly_at_the_last_task_has_no_next_cursor() {
     let app = spawn_app().await;
     let alice = app.user("alice");
     for n in 1..=2 {
-        app.create_task(&alice, &json!({"title": format!("task {n}")})).await;
+        app.create_task(&alice, &json!({"title": format!("task {n}")}))
+            .await;
     }
 
     let body = page(&app, &alice, "limit=2").await;
@@ -82,20 +85,48 @@ async fn filters_select_by_status_assignee_and_creator() {
     let alice = app.user("alice");
     let bob = app.user("bob");
     app.create_task(&alice, &json!({"title": "a-todo"})).await;
-    app.create_task(&alice, &json!({"title": "a-done", "status": "done"})).await;
-    app.create_task(&alice, &json!({"title": "a-for-bob", "assignee": bob.id})).await;
-    app.create_task(&bob, &json!({"title": "b-done", "status": "done", "assignee": bob.id})).await;
+    app.create_task(&alice, &json!({"title": "a-done", "status": "done"}))
+        .await;
+    app.create_task(&alice, &json!({"title": "a-for-bob", "assignee": bob.id}))
+        .await;
+    app.create_task(
+        &bob,
+        &json!({"title": "b-done", "status": "done", "assignee": bob.id}),
+    )
+    .await;
 
     let set = |page: Value| titles(&page).into_iter().collect::<HashSet<_>>();
-    let expect = |titles: &[&str]| titles.iter().map(|t| (*t).to_owned()).collect::<HashSet<_>>();
-    assert_eq!(set(page(&app, &alice, "status=done").await), expect(&["a-done", "b-done"]));
-    assert_eq!(set(page(&app, &alice, &format!("assignee={}", bob.id)).await), expect(&["a-for-bob", "b-done"]));
-    assert_eq!(set(page(&app, &alice, &format!("created_by={}", bob.id)).await), expect(&["b-done"]));
+    let expect = |titles: &[&str]| {
+        titles
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect::<HashSet<_>>()
+    };
     assert_eq!(
-        set(page(&app, &alice, &format!("created_by={}&status=todo", alice.id)).await),
+        set(page(&app, &alice, "status=done").await),
+        expect(&["a-done", "b-done"])
+    );
+    assert_eq!(
+        set(page(&app, &alice, &format!("assignee={}", bob.id)).await),
+        expect(&["a-for-bob", "b-done"])
+    );
+    assert_eq!(
+        set(page(&app, &alice, &format!("created_by={}", bob.id)).await),
+        expect(&["b-done"])
+    );
+    assert_eq!(
+        set(page(
+            &app,
+            &alice,
+            &format!("created_by={}&status=todo", alice.id)
+        )
+        .await),
         expect(&["a-todo", "a-for-bob"])
     );
-    assert_eq!(set(page(&app, &alice, &format!("assignee={}", alice.id)).await), expect(&[]));
+    assert_eq!(
+        set(page(&app, &alice, &format!("assignee={}", alice.id)).await),
+        expect(&[])
+    );
 }
 
 #[tokio::test]
@@ -104,12 +135,21 @@ async fn filters_and_cursors_combine() {
     let alice = app.user("alice");
     for n in 1..=5 {
         let status = if n % 2 == 0 { "done" } else { "todo" };
-        app.create_task(&alice, &json!({"title": format!("task {n}"), "status": status})).await;
+        app.create_task(
+            &alice,
+            &json!({"title": format!("task {n}"), "status": status}),
+        )
+        .await;
     }
 
     let first = page(&app, &alice, "status=todo&limit=2").await;
     let cursor = first["next_cursor"].as_str().unwrap();
-    let second = page(&app, &alice, &format!("status=todo&limit=2&cursor={cursor}")).await;
+    let second = page(
+        &app,
+        &alice,
+        &format!("status=todo&limit=2&cursor={cursor}"),
+    )
+    .await;
 
     assert_eq!(titles(&first), ["task 5", "task 3"]);
     assert_eq!(titles(&second), ["task 1"]);
@@ -127,7 +167,10 @@ async fn invalid_list_parameters_are_refused_with_details() {
         ("status=doing", json!({"status": "invalid"})),
         ("assignee=bob", json!({"assignee": "invalid"})),
         ("created_by=1", json!({"created_by": "invalid"})),
-        ("status=x&assignee=y", json!({"status": "invalid", "assignee": "invalid"})),
+        (
+            "status=x&assignee=y",
+            json!({"status": "invalid", "assignee": "invalid"}),
+        ),
     ];
     for (query, details) in cases {
         let (status, error) = status_and_json(app.list_tasks(&alice, query).await).await;
@@ -144,7 +187,8 @@ async fn the_default_page_holds_50_tasks() {
     let app = spawn_app().await;
     let alice = app.user("alice");
     for n in 0..51 {
-        app.create_task(&alice, &json!({"title": format!("task {n}")})).await;
+        app.create_task(&alice, &json!({"title": format!("task {n}")}))
+            .await;
     }
 
     let body = page(&app, &alice, "").await;

@@ -8,9 +8,11 @@ use crate::helpers::{Options, spawn_app, spawn_app_with, status_and_json};
 async fn health_and_readiness_answer_when_the_database_is_up() {
     let app = spawn_app().await;
 
-    let (status, body) = status_and_json(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
+    let (status, body) =
+        status_and_json(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
     assert_eq!((status, body), (200, json!({"status": "ok"})));
-    let (status, body) = status_and_json(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    let (status, body) =
+        status_and_json(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(body["checks"], json!({"database": "ok"}));
 }
@@ -26,11 +28,13 @@ async fn readiness_fails_while_the_database_is_unreachable() {
     })
     .await;
 
-    let (status, body) = status_and_json(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    let (status, body) =
+        status_and_json(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
 
     assert_eq!(status, 503);
     assert_eq!(body["status"], "unready");
-    let (status, _) = status_and_json(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
+    let (status, _) =
+        status_and_json(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
     assert_eq!(status, 200);
 }
 
@@ -41,20 +45,41 @@ async fn metrics_count_requests_and_show_the_outbox_backlog() {
     app.create_task(&alice, &json!({"title": "Counted"})).await;
     app.wait_for_events(1).await;
 
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
 
     assert!(text.contains("herald_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/tasks\""), "{text}");
-    assert!(text.contains("herald_http_request_duration_seconds"), "{text}");
+    assert!(
+        text.contains("herald_http_request_duration_seconds"),
+        "{text}"
+    );
     assert!(text.contains("herald_tasks_outbox_backlog"), "{text}");
-    assert!(text.contains("herald_tasks_outbox_oldest_age_seconds"), "{text}");
+    assert!(
+        text.contains("herald_tasks_outbox_oldest_age_seconds"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let app = spawn_app().await;
 
-    let (status, document) = status_and_json(app.client.get(app.url("/openapi/tasks.json")).send().await.unwrap()).await;
+    let (status, document) = status_and_json(
+        app.client
+            .get(app.url("/openapi/tasks.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
 
     assert_eq!(status, 200);
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
@@ -63,7 +88,10 @@ async fn the_openapi_document_describes_every_route() {
         assert!(paths["/tasks"][method].is_object(), "{method} /tasks");
     }
     for method in ["get", "patch", "delete"] {
-        assert!(paths["/tasks/{id}"][method].is_object(), "{method} /tasks/{{id}}");
+        assert!(
+            paths["/tasks/{id}"][method].is_object(),
+            "{method} /tasks/{{id}}"
+        );
     }
     assert!(document["components"]["schemas"]["Task"].is_object());
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
@@ -73,8 +101,14 @@ async fn the_openapi_document_describes_every_route() {
 async fn an_unknown_route_is_a_json_404() {
     let app = spawn_app().await;
 
-    let (status, body): (u16, Value) =
-        status_and_json(app.client.get(app.url("/nothing-here")).send().await.unwrap()).await;
+    let (status, body): (u16, Value) = status_and_json(
+        app.client
+            .get(app.url("/nothing-here"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
 
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");

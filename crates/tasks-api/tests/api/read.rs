@@ -36,7 +36,9 @@ async fn an_unknown_task_is_a_404() {
 async fn the_creator_deletes_a_task_and_it_is_gone() {
     let app = spawn_app().await;
     let alice = app.user("alice");
-    let task = app.create_task(&alice, &json!({"title": "Short-lived"})).await;
+    let task = app
+        .create_task(&alice, &json!({"title": "Short-lived"}))
+        .await;
     let id = task["id"].as_str().unwrap();
 
     let response = app.delete_task(&alice, id).await;
@@ -47,7 +49,11 @@ async fn the_creator_deletes_a_task_and_it_is_gone() {
     assert_eq!(error["error"]["code"], "not_found");
     let (status, _) = status_and_json(app.delete_task(&alice, id).await).await;
     assert_eq!(status, 404);
-    let (status, _) = status_and_json(app.patch_task(&alice, id, &json!({"title": "x"}), None).await).await;
+    let (status, _) = status_and_json(
+        app.patch_task(&alice, id, &json!({"title": "x"}), None)
+            .await,
+    )
+    .await;
     assert_eq!(status, 404);
     let (_, page) = status_and_json(app.list_tasks(&alice, "").await).await;
     assert_eq!(page["items"], json!([]));
@@ -59,7 +65,9 @@ async fn only_the_creator_may_delete_even_the_assignee_may_not() {
     let alice = app.user("alice");
     let bob = app.user("bob");
     let carol = app.user("carol");
-    let task = app.create_task(&alice, &json!({"title": "Mine", "assignee": bob.id})).await;
+    let task = app
+        .create_task(&alice, &json!({"title": "Mine", "assignee": bob.id}))
+        .await;
     let id = task["id"].as_str().unwrap();
 
     for user in [&bob, &carol] {
@@ -75,7 +83,8 @@ async fn deleting_an_unknown_task_is_a_404() {
     let app = spawn_app().await;
     let alice = app.user("alice");
 
-    let (status, error) = status_and_json(app.delete_task(&alice, &TaskId::new().to_string()).await).await;
+    let (status, error) =
+        status_and_json(app.delete_task(&alice, &TaskId::new().to_string()).await).await;
 
     assert_eq!(status, 404);
     assert_eq!(error["error"]["code"], "not_found");
@@ -87,7 +96,12 @@ async fn a_delete_with_a_stale_if_match_is_refused() {
     let alice = app.user("alice");
     let task = app.create_task(&alice, &json!({"title": "v1"})).await;
     let id = task["id"].as_str().unwrap();
-    assert_eq!(app.patch_task(&alice, id, &json!({"title": "v2"}), None).await.status(), 200);
+    assert_eq!(
+        app.patch_task(&alice, id, &json!({"title": "v2"}), None)
+            .await
+            .status(),
+        200
+    );
 
     let response = app
         .client

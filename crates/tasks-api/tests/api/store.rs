@@ -6,7 +6,8 @@ use std::time::Duration;
 use herald_common::ids::{TaskId, UserId};
 use herald_common::task::{Task, TaskStatus};
 use herald_tasks_api::store::{
-    self, CreateOutcome, IdempotencyRecord, ListPosition, OutboxEvent, Store, TaskQuery, WriteOutcome,
+    self, CreateOutcome, IdempotencyRecord, ListPosition, OutboxEvent, Store, TaskQuery,
+    WriteOutcome,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -22,7 +23,9 @@ pub struct Fixture {
 
 pub async fn postgres() -> Fixture {
     let database = TestDatabase::create().await;
-    let store = Store::connect(&database.url, Duration::from_secs(5)).await.unwrap();
+    let store = Store::connect(&database.url, Duration::from_secs(5))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     Fixture {
         store,
@@ -33,7 +36,9 @@ pub async fn postgres() -> Fixture {
 
 pub async fn sqlite() -> Fixture {
     let file = SqliteFile::new();
-    let store = Store::connect(&file.url(), Duration::from_secs(5)).await.unwrap();
+    let store = Store::connect(&file.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     Fixture {
         store,
@@ -99,8 +104,9 @@ fn event(payload: &str, at: OffsetDateTime) -> OutboxEvent {
 }
 
 fn at(seconds: i64) -> OffsetDateTime {
-    store::truncate_to_micros(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_800_000_000 + seconds))
-        + time::Duration::microseconds(123)
+    store::truncate_to_micros(
+        OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_800_000_000 + seconds),
+    ) + time::Duration::microseconds(123)
 }
 
 async fn a_created_task_reads_back_identically(store: Store) {
@@ -108,7 +114,10 @@ async fn a_created_task_reads_back_identically(store: Store) {
     task.assignee = Some(UserId::new());
     task.status = TaskStatus::InProgress;
 
-    let outcome = store.create_task(&task, &event("{}", task.created_at), None).await.unwrap();
+    let outcome = store
+        .create_task(&task, &event("{}", task.created_at), None)
+        .await
+        .unwrap();
 
     assert_eq!(outcome, CreateOutcome::Created);
     assert_eq!(store.task(task.id).await.unwrap(), Some(task));
@@ -122,13 +131,21 @@ async fn migrating_twice_is_harmless(store: Store) {
 
 async fn lists_are_newest_first_and_continue_after_a_position(store: Store) {
     let creator = UserId::new();
-    let tasks: Vec<Task> = (0..5).map(|n| task(&format!("t{n}"), creator, at(n))).collect();
+    let tasks: Vec<Task> = (0..5)
+        .map(|n| task(&format!("t{n}"), creator, at(n)))
+        .collect();
     for task in &tasks {
-        store.create_task(task, &event("{}", task.created_at), None).await.unwrap();
+        store
+            .create_task(task, &event("{}", task.created_at), None)
+            .await
+            .unwrap();
     }
     // Two tasks created in the same microsecond still have one order: by id.
     let twin = task("t4-twin", creator, at(4));
-    store.create_task(&twin, &event("{}", twin.created_at), None).await.unwrap();
+    store
+        .create_task(&twin, &event("{}", twin.created_at), None)
+        .await
+        .unwrap();
 
     let all = store
         .list_tasks(&TaskQuery {
@@ -172,7 +189,10 @@ async fn list_filters_select_status_assignee_and_creator(store: Store) {
     assigned.assignee = Some(bob);
     let by_bob = task("by bob", bob, at(3));
     for task in [&done, &assigned, &by_bob] {
-        store.create_task(task, &event("{}", task.created_at), None).await.unwrap();
+        store
+            .create_task(task, &event("{}", task.created_at), None)
+            .await
+            .unwrap();
     }
     let titles = |tasks: Vec<Task>| tasks.into_iter().map(|task| task.title).collect::<Vec<_>>();
     let query = |status, assignee, created_by| TaskQuery {
@@ -183,30 +203,71 @@ async fn list_filters_select_status_assignee_and_creator(store: Store) {
         limit: 10,
     };
 
-    assert_eq!(titles(store.list_tasks(&query(Some(TaskStatus::Done), None, None)).await.unwrap()), ["done"]);
-    assert_eq!(titles(store.list_tasks(&query(None, Some(bob), None)).await.unwrap()), ["assigned"]);
-    assert_eq!(titles(store.list_tasks(&query(None, None, Some(bob))).await.unwrap()), ["by bob"]);
     assert_eq!(
-        titles(store.list_tasks(&query(Some(TaskStatus::Todo), None, Some(alice))).await.unwrap()),
+        titles(
+            store
+                .list_tasks(&query(Some(TaskStatus::Done), None, None))
+                .await
+                .unwrap()
+        ),
+        ["done"]
+    );
+    assert_eq!(
+        titles(
+            store
+                .list_tasks(&query(None, Some(bob), None))
+                .await
+                .unwrap()
+        ),
+        ["assigned"]
+    );
+    assert_eq!(
+        titles(
+            store
+                .list_tasks(&query(None, None, Some(bob)))
+                .await
+                .unwrap()
+        ),
+        ["by bob"]
+    );
+    assert_eq!(
+        titles(
+            store
+                .list_tasks(&query(Some(TaskStatus::Todo), None, Some(alice)))
+                .await
+                .unwrap()
+        ),
         ["assigned"]
     );
 }
 
 async fn an_update_applies_only_on_the_expected_version(store: Store) {
     let original = task("v1", UserId::new(), store::now());
-    store.create_task(&original, &event("{}", original.created_at), None).await.unwrap();
+    store
+        .create_task(&original, &event("{}", original.created_at), None)
+        .await
+        .unwrap();
     let mut next = original.clone();
     next.title = "v2".to_owned();
     next.assignee = Some(UserId::new());
     next.version = 2;
     next.updated_at = store::now();
 
-    assert_eq!(store.update_task(&next, 1, &event("{}", next.updated_at)).await.unwrap(), WriteOutcome::Done);
+    assert_eq!(
+        store
+            .update_task(&next, 1, &event("{}", next.updated_at))
+            .await
+            .unwrap(),
+        WriteOutcome::Done
+    );
     let mut stale = original.clone();
     stale.title = "lost update".to_owned();
     stale.version = 2;
     assert_eq!(
-        store.update_task(&stale, 1, &event("{}", next.updated_at)).await.unwrap(),
+        store
+            .update_task(&stale, 1, &event("{}", next.updated_at))
+            .await
+            .unwrap(),
         WriteOutcome::VersionChanged
     );
     assert_eq!(store.task(original.id).await.unwrap(), Some(next));
@@ -214,20 +275,32 @@ async fn an_update_applies_only_on_the_expected_version(store: Store) {
 
 async fn a_delete_applies_only_on_the_expected_version(store: Store) {
     let task = task("doomed", UserId::new(), store::now());
-    store.create_task(&task, &event("{}", task.created_at), None).await.unwrap();
+    store
+        .create_task(&task, &event("{}", task.created_at), None)
+        .await
+        .unwrap();
 
     assert_eq!(
-        store.delete_task(task.id, 2, &event("{}", task.created_at)).await.unwrap(),
+        store
+            .delete_task(task.id, 2, &event("{}", task.created_at))
+            .await
+            .unwrap(),
         WriteOutcome::VersionChanged
     );
     assert!(store.task(task.id).await.unwrap().is_some());
     assert_eq!(
-        store.delete_task(task.id, 1, &event("{}", task.created_at)).await.unwrap(),
+        store
+            .delete_task(task.id, 1, &event("{}", task.created_at))
+            .await
+            .unwrap(),
         WriteOutcome::Done
     );
     assert_eq!(store.task(task.id).await.unwrap(), None);
     assert_eq!(
-        store.delete_task(task.id, 1, &event("{}", task.created_at)).await.unwrap(),
+        store
+            .delete_task(task.id, 1, &event("{}", task.created_at))
+            .await
+            .unwrap(),
         WriteOutcome::VersionChanged
     );
 }
@@ -244,7 +317,10 @@ async fn an_idempotency_key_replays_the_first_answer_and_stores_nothing_new(stor
     let second = task("second", user, store::now());
 
     assert_eq!(
-        store.create_task(&first, &event("{}", first.created_at), Some(&record)).await.unwrap(),
+        store
+            .create_task(&first, &event("{}", first.created_at), Some(&record))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     let replay = IdempotencyRecord {
@@ -252,7 +328,10 @@ async fn an_idempotency_key_replays_the_first_answer_and_stores_nothing_new(stor
         request_hash: [8; 32],
         ..record.clone()
     };
-    let outcome = store.create_task(&second, &event("{}", second.created_at), Some(&replay)).await.unwrap();
+    let outcome = store
+        .create_task(&second, &event("{}", second.created_at), Some(&replay))
+        .await
+        .unwrap();
 
     assert_eq!(
         outcome,
@@ -268,30 +347,50 @@ async fn an_idempotency_key_replays_the_first_answer_and_stores_nothing_new(stor
         ..record
     };
     assert_eq!(
-        store.create_task(&second, &event("{}", second.created_at), Some(&other_user)).await.unwrap(),
+        store
+            .create_task(&second, &event("{}", second.created_at), Some(&other_user))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
 }
 
 async fn every_write_adds_its_event_to_the_outbox_in_order(store: Store) {
     let mut task = task("outboxed", UserId::new(), at(0));
-    store.create_task(&task, &event("created", at(0)), None).await.unwrap();
+    store
+        .create_task(&task, &event("created", at(0)), None)
+        .await
+        .unwrap();
     task.version = 2;
-    store.update_task(&task, 1, &event("updated", at(1))).await.unwrap();
-    store.delete_task(task.id, 2, &event("deleted", at(2))).await.unwrap();
+    store
+        .update_task(&task, 1, &event("updated", at(1)))
+        .await
+        .unwrap();
+    store
+        .delete_task(task.id, 2, &event("deleted", at(2)))
+        .await
+        .unwrap();
 
     let stats = store.outbox_stats().await.unwrap();
     assert_eq!(stats.unsent, 3);
     assert_eq!(stats.oldest_unsent, Some(at(0)));
 
     let batch = store.claim_outbox(2).await.unwrap().unwrap();
-    let payloads: Vec<&str> = batch.rows().iter().map(|row| row.payload.as_str()).collect();
+    let payloads: Vec<&str> = batch
+        .rows()
+        .iter()
+        .map(|row| row.payload.as_str())
+        .collect();
     assert_eq!(payloads, ["created", "updated"]);
     let first_id = batch.rows()[0].id;
     batch.finish(&[first_id], store::now()).await.unwrap();
 
     let batch = store.claim_outbox(10).await.unwrap().unwrap();
-    let payloads: Vec<&str> = batch.rows().iter().map(|row| row.payload.as_str()).collect();
+    let payloads: Vec<&str> = batch
+        .rows()
+        .iter()
+        .map(|row| row.payload.as_str())
+        .collect();
     assert_eq!(payloads, ["updated", "deleted"]);
     let ids: Vec<i64> = batch.rows().iter().map(|row| row.id).collect();
     batch.finish(&ids, store::now()).await.unwrap();
@@ -299,7 +398,15 @@ async fn every_write_adds_its_event_to_the_outbox_in_order(store: Store) {
     let stats = store.outbox_stats().await.unwrap();
     assert_eq!(stats.unsent, 0);
     assert_eq!(stats.oldest_unsent, None);
-    assert!(store.claim_outbox(10).await.unwrap().unwrap().rows().is_empty());
+    assert!(
+        store
+            .claim_outbox(10)
+            .await
+            .unwrap()
+            .unwrap()
+            .rows()
+            .is_empty()
+    );
 }
 
 async fn sent_outbox_rows_and_old_keys_are_swept(store: Store) {
@@ -311,9 +418,15 @@ async fn sent_outbox_rows_and_old_keys_are_swept(store: Store) {
         request_hash: [1; 32],
         response: "{}".to_owned(),
     };
-    store.create_task(&old, &event("old", at(0)), Some(&record)).await.unwrap();
+    store
+        .create_task(&old, &event("old", at(0)), Some(&record))
+        .await
+        .unwrap();
     let fresh = task("fresh", user, at(100));
-    store.create_task(&fresh, &event("fresh", at(100)), None).await.unwrap();
+    store
+        .create_task(&fresh, &event("fresh", at(100)), None)
+        .await
+        .unwrap();
     let batch = store.claim_outbox(1).await.unwrap().unwrap();
     let id = batch.rows()[0].id;
     batch.finish(&[id], at(10)).await.unwrap();
@@ -326,7 +439,10 @@ async fn sent_outbox_rows_and_old_keys_are_swept(store: Store) {
     // The key is forgotten: the same key creates again.
     let again = task("again", user, at(200));
     assert_eq!(
-        store.create_task(&again, &event("again", at(200)), Some(&record)).await.unwrap(),
+        store
+            .create_task(&again, &event("again", at(200)), Some(&record))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
 }

@@ -25,7 +25,11 @@ async fn every_route_refuses_a_request_without_a_token() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.headers()["www-authenticate"], "Bearer", "{method} {path}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer",
+            "{method} {path}"
+        );
         let (status, error) = status_and_json(response).await;
         assert_eq!(status, 401, "{method} {path}");
         assert_eq!(error["error"]["code"], "unauthorized", "{method} {path}");
@@ -38,7 +42,13 @@ async fn an_expired_token_is_refused_as_expired() {
     let user = UserId::new();
     let token = app.token(&user, "alice", unix_now() - 3600, 900);
 
-    let response = app.client.get(app.url("/tasks")).bearer_auth(token).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/tasks"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
 
     let (status, error) = status_and_json(response).await;
     assert_eq!(status, 401);
@@ -49,10 +59,23 @@ async fn an_expired_token_is_refused_as_expired() {
 async fn a_token_signed_by_an_unpublished_key_is_refused() {
     let app = spawn_app().await;
     let stranger = SigningKey::generate();
-    let claims = Claims::new(&UserId::new(), "mallory", "herald", "herald", unix_now(), 900);
+    let claims = Claims::new(
+        &UserId::new(),
+        "mallory",
+        "herald",
+        "herald",
+        unix_now(),
+        900,
+    );
     let token = stranger.sign(&claims).unwrap();
 
-    let response = app.client.get(app.url("/tasks")).bearer_auth(token).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/tasks"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 401);
 }
@@ -63,7 +86,13 @@ async fn a_token_for_another_audience_or_issuer_is_refused() {
     for (issuer, audience) in [("herald", "elsewhere"), ("someone-else", "herald")] {
         let claims = Claims::new(&UserId::new(), "alice", issuer, audience, unix_now(), 900);
         let token = app.key.sign(&claims).unwrap();
-        let response = app.client.get(app.url("/tasks")).bearer_auth(token).send().await.unwrap();
+        let response = app
+            .client
+            .get(app.url("/tasks"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 401, "{issuer} {audience}");
     }
 }
@@ -72,7 +101,13 @@ async fn a_token_for_another_audience_or_issuer_is_refused() {
 async fn a_garbage_token_is_refused() {
     let app = spawn_app().await;
 
-    let response = app.client.get(app.url("/tasks")).bearer_auth("not.a.jwt").send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/tasks"))
+        .bearer_auth("not.a.jwt")
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 401);
 }

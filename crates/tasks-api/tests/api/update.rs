@@ -14,9 +14,16 @@ async fn task_of(app: &TestApp, user: &TestUser, body: Value) -> (String, Value)
 async fn a_patch_changes_only_the_given_fields_and_bumps_the_version() {
     let app = spawn_app().await;
     let alice = app.user("alice");
-    let (id, before) = task_of(&app, &alice, json!({"title": "Draft", "description": "keep me"})).await;
+    let (id, before) = task_of(
+        &app,
+        &alice,
+        json!({"title": "Draft", "description": "keep me"}),
+    )
+    .await;
 
-    let response = app.patch_task(&alice, &id, &json!({"status": "in_progress"}), None).await;
+    let response = app
+        .patch_task(&alice, &id, &json!({"status": "in_progress"}), None)
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"2\"");
@@ -36,10 +43,21 @@ async fn null_unassigns_and_empties_the_description() {
     let app = spawn_app().await;
     let alice = app.user("alice");
     let bob = app.user("bob");
-    let (id, _) = task_of(&app, &alice, json!({"title": "T", "description": "d", "assignee": bob.id})).await;
+    let (id, _) = task_of(
+        &app,
+        &alice,
+        json!({"title": "T", "description": "d", "assignee": bob.id}),
+    )
+    .await;
 
     let (status, task) = status_and_json(
-        app.patch_task(&alice, &id, &json!({"assignee": null, "description": null}), None).await,
+        app.patch_task(
+            &alice,
+            &id,
+            &json!({"assignee": null, "description": null}),
+            None,
+        )
+        .await,
     )
     .await;
 
@@ -71,11 +89,19 @@ async fn the_assignee_may_update_but_nobody_else_may() {
     let carol = app.user("carol");
     let (id, _) = task_of(&app, &alice, json!({"title": "Shared", "assignee": bob.id})).await;
 
-    let (status, task) = status_and_json(app.patch_task(&bob, &id, &json!({"status": "done"}), None).await).await;
+    let (status, task) = status_and_json(
+        app.patch_task(&bob, &id, &json!({"status": "done"}), None)
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(task["status"], "done");
 
-    let (status, error) = status_and_json(app.patch_task(&carol, &id, &json!({"status": "todo"}), None).await).await;
+    let (status, error) = status_and_json(
+        app.patch_task(&carol, &id, &json!({"status": "todo"}), None)
+            .await,
+    )
+    .await;
     assert_eq!(status, 403);
     assert_eq!(error["error"]["code"], "forbidden");
     let stored: Value = app.get_task(&alice, &id).await.json().await.unwrap();
@@ -88,12 +114,32 @@ async fn a_former_assignee_loses_the_right_to_update() {
     let alice = app.user("alice");
     let bob = app.user("bob");
     let carol = app.user("carol");
-    let (id, _) = task_of(&app, &alice, json!({"title": "Hand over", "assignee": bob.id})).await;
+    let (id, _) = task_of(
+        &app,
+        &alice,
+        json!({"title": "Hand over", "assignee": bob.id}),
+    )
+    .await;
 
-    assert_eq!(app.patch_task(&bob, &id, &json!({"assignee": carol.id}), None).await.status(), 200);
+    assert_eq!(
+        app.patch_task(&bob, &id, &json!({"assignee": carol.id}), None)
+            .await
+            .status(),
+        200
+    );
 
-    assert_eq!(app.patch_task(&bob, &id, &json!({"title": "mine again"}), None).await.status(), 403);
-    assert_eq!(app.patch_task(&carol, &id, &json!({"status": "done"}), None).await.status(), 200);
+    assert_eq!(
+        app.patch_task(&bob, &id, &json!({"title": "mine again"}), None)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.patch_task(&carol, &id, &json!({"status": "done"}), None)
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -102,17 +148,28 @@ async fn a_matching_if_match_applies_and_a_stale_one_is_a_412() {
     let alice = app.user("alice");
     let (id, _) = task_of(&app, &alice, json!({"title": "v1"})).await;
 
-    let response = app.patch_task(&alice, &id, &json!({"title": "v2"}), Some("\"1\"")).await;
+    let response = app
+        .patch_task(&alice, &id, &json!({"title": "v2"}), Some("\"1\""))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"2\"");
 
-    let (status, error) = status_and_json(app.patch_task(&alice, &id, &json!({"title": "v3"}), Some("\"1\"")).await).await;
+    let (status, error) = status_and_json(
+        app.patch_task(&alice, &id, &json!({"title": "v3"}), Some("\"1\""))
+            .await,
+    )
+    .await;
     assert_eq!(status, 412);
     assert_eq!(error["error"]["code"], "precondition_failed");
     let stored: Value = app.get_task(&alice, &id).await.json().await.unwrap();
     assert_eq!(stored["title"], "v2");
 
-    assert_eq!(app.patch_task(&alice, &id, &json!({"title": "v3"}), Some("*")).await.status(), 200);
+    assert_eq!(
+        app.patch_task(&alice, &id, &json!({"title": "v3"}), Some("*"))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -151,20 +208,31 @@ async fn invalid_patches_are_refused_with_details() {
     let (id, _) = task_of(&app, &alice, json!({"title": "Valid"})).await;
     let cases = [
         (json!({"title": ""}), json!({"title": "too_short"})),
-        (json!({"title": "t".repeat(201)}), json!({"title": "too_long"})),
+        (
+            json!({"title": "t".repeat(201)}),
+            json!({"title": "too_long"}),
+        ),
         (json!({"title": null}), json!({"title": "required"})),
         (json!({"status": null}), json!({"status": "required"})),
         (json!({"status": "blocked"}), json!({"status": "invalid"})),
-        (json!({"description": "d".repeat(10_001)}), json!({"description": "too_long"})),
-        (json!({"assignee": "someone"}), json!({"assignee": "invalid"})),
+        (
+            json!({"description": "d".repeat(10_001)}),
+            json!({"description": "too_long"}),
+        ),
+        (
+            json!({"assignee": "someone"}),
+            json!({"assignee": "invalid"}),
+        ),
     ];
     for (patch, details) in cases {
-        let (status, error) = status_and_json(app.patch_task(&alice, &id, &patch, None).await).await;
+        let (status, error) =
+            status_and_json(app.patch_task(&alice, &id, &patch, None).await).await;
         assert_eq!(status, 422, "{patch}");
         assert_eq!(error["error"]["details"], details, "{patch}");
     }
     for patch in [json!({"title": 1}), json!({"version": 7}), json!("title")] {
-        let (status, error) = status_and_json(app.patch_task(&alice, &id, &patch, None).await).await;
+        let (status, error) =
+            status_and_json(app.patch_task(&alice, &id, &patch, None).await).await;
         assert_eq!(status, 422, "{patch}");
         assert_eq!(error["error"]["code"], "validation_failed");
     }
@@ -200,8 +268,16 @@ async fn patching_an_unknown_task_is_a_404() {
     let app = spawn_app().await;
     let alice = app.user("alice");
 
-    let (status, error) =
-        status_and_json(app.patch_task(&alice, &TaskId::new().to_string(), &json!({"title": "x"}), None).await).await;
+    let (status, error) = status_and_json(
+        app.patch_task(
+            &alice,
+            &TaskId::new().to_string(),
+            &json!({"title": "x"}),
+            None,
+        )
+        .await,
+    )
+    .await;
 
     assert_eq!(status, 404);
     assert_eq!(error["error"]["code"], "not_found");
