@@ -11,6 +11,8 @@ export interface Session {
   accessToken: string;
   /** When the access token expires, in this browser's clock (ms since the epoch). */
   accessExpiresAt: number;
+  /** The access token's lifetime when issued (ms). */
+  accessTtl: number;
   refreshToken: string;
 }
 
@@ -46,8 +48,12 @@ export class ApiError extends Error {
 }
 
 const STORAGE_KEY = 'herald.session';
-/** Refresh this long before the access token expires. */
+/** Refresh this long before the access token expires (at most a quarter of its lifetime). */
 const REFRESH_MARGIN_MS = 60_000;
+
+function refreshMargin(session: Session): number {
+  return Math.min(REFRESH_MARGIN_MS, (session.accessTtl || 0) / 4);
+}
 
 interface TokenResponse {
   access_token: string;
@@ -104,6 +110,7 @@ function sessionFrom(tokens: TokenResponse, previous?: Session): Session {
     username: claims.name || previous?.username || '',
     accessToken: tokens.access_token,
     accessExpiresAt: Date.now() + tokens.expires_in * 1000,
+    accessTtl: tokens.expires_in * 1000,
     refreshToken: tokens.refresh_token,
   };
 }
@@ -172,7 +179,7 @@ export class Auth {
   async accessToken(force = false): Promise<string> {
     const session = this.session;
     if (!session) throw new ApiError(401, 'unauthorized', 'Signed out.');
-    if (!force && session.accessExpiresAt - Date.now() > REFRESH_MARGIN_MS) return session.accessToken;
+    if (!force && session.accessExpiresAt - Date.now() > refreshMargin(session)) return session.accessToken;
     return (await this.refresh(session.accessToken)).accessToken;
   }
 
@@ -194,7 +201,7 @@ export class Auth {
   private async doRefresh(staleToken: string): Promise<Session> {
     // Another tab may have refreshed while this one waited for the lock.
     const stored = loadStored();
-    if (stored && stored.userId === this.session?.userId && stored.accessToken !== staleToken && stored.accessExpiresAt - Date.now() > REFRESH_MARGIN_MS) {
+    if (stored && stored.userId === this.session?.userId && stored.accessToken !== staleToken && stored.accessExpiresAt - Date.now() > refreshMargin(stored)) {
       this.session = stored;
       return stored;
     }

@@ -15,12 +15,17 @@ use clap::{Parser, Subcommand};
 use herald_broker::{Broker, RedisConfig};
 use herald_gateway::Gateway;
 use herald_notifier::Notifier;
-use herald_service::{ConfigArgs, Secret, config, configure_ops, error::not_found, metrics, shutdown};
+use herald_service::{
+    ConfigArgs, Secret, config, configure_ops, error::not_found, metrics, shutdown,
+};
 use herald_tasks_api::TasksApi;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Default database of the embedded mode: a SQLite file beside the working directory.
 const DEFAULT_DATABASE_URL: &str = "sqlite://./herald-data/herald.db";
+
+/// Name of the signing key file kept beside a SQLite database.
+const SIGNING_KEY_FILE: &str = "signing-key.pem";
 
 /// Longest graceful stop of the HTTP server once connections were told to go.
 const SERVER_SHUTDOWN_SECS: u64 = 10;
@@ -37,7 +42,12 @@ struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
     /// `host:port` to bind (port 0 = any free port).
-    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_LISTEN",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
     listen: String,
     /// Redis URL; without it the broker lives in this process's memory.
     #[arg(long, env = "HERALD_REDIS_URL", global = true, hide_env_values = true)]
@@ -46,7 +56,12 @@ struct Cli {
     #[arg(long, env = "HERALD_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
     database_url: String,
     /// Folder of the web client served at `/`.
-    #[arg(long, env = "HERALD_WEB_DIR", default_value = "web/dist", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_WEB_DIR",
+        default_value = "web/dist",
+        global = true
+    )]
     web_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -74,8 +89,10 @@ impl Settings {
     fn load(cli: &Cli) -> anyhow::Result<Self> {
         let file = cli.config.config.as_deref();
         let mut auth: herald_auth::Settings = config::load(file).context("auth settings")?;
-        let mut tasks: herald_tasks_api::Settings = config::load(file).context("tasks-api settings")?;
-        let mut notifier: herald_notifier::Settings = config::load(file).context("notifier settings")?;
+        let mut tasks: herald_tasks_api::Settings =
+            config::load(file).context("tasks-api settings")?;
+        let mut notifier: herald_notifier::Settings =
+            config::load(file).context("notifier settings")?;
         let mut gateway = herald_gateway::Settings::load(file).context("gateway settings")?;
         let redis_url = cli
             .redis_url
@@ -111,7 +128,8 @@ impl Settings {
     fn broker(&self) -> anyhow::Result<Broker> {
         match &self.redis_url {
             Some(url) => {
-                let redis = RedisConfig::new(url.clone()).with_prefix(self.gateway.redis_prefix.clone());
+                let redis =
+                    RedisConfig::new(url.clone()).with_prefix(self.gateway.redis_prefix.clone());
                 Broker::redis(&redis).context("configuring Redis")
             }
             None => Ok(Broker::memory()),
@@ -121,26 +139,79 @@ impl Settings {
     /// Both services' migrations, each with its own history table.
     async fn migrate(&self) -> anyhow::Result<()> {
         create_sqlite_folder(&self.database_url)?;
-        herald_auth::migrate(&self.auth).await.context("auth migrations")?;
-        herald_tasks_api::migrate(&self.tasks).await.context("tasks-api migrations")?;
+        herald_auth::migrate(&self.auth)
+            .await
+            .context("auth migrations")?;
+        herald_tasks_api::migrate(&self.tasks)
+            .await
+            .context("tasks-api migrations")?;
         Ok(())
     }
 }
 
+/// The file of a `sqlite://` database URL (`None` for other databases and in-memory SQLite).
+fn sqlite_file(database_url: &str) -> Option<&Path> {
+    let path = database_url
+        .strip_prefix("sqlite:")?
+        .trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| Path::new(path))
+}
+
+/// The folder of a `sqlite://` database file (`.` for a bare file name).
+fn sqlite_folder(database_url: &str) -> Option<PathBuf> {
+    let file = sqlite_file(database_url)?;
+    Some(match file.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
+        _ => PathBuf::from("."),
+    })
+}
+
 /// Creates the folder of a `sqlite://` database file (SQLite creates the file, not folders).
 fn create_sqlite_folder(database_url: &str) -> anyhow::Result<()> {
-    let Some(rest) = database_url.strip_prefix("sqlite:") else {
-        return Ok(());
-    };
-    let path = rest.trim_start_matches("//");
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
-    }
-    if let Some(folder) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    if let Some(folder) = sqlite_folder(database_url) {
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
     }
     Ok(())
+}
+
+/// With a SQLite file and no `HERALD_JWT_PRIVATE_KEY_FILE`, the signing key lives beside the
+/// database (`signing-key.pem`, made on first start), so a restart keeps everyone signed in.
+fn ensure_local_signing_key(
+    settings: &mut herald_auth::Settings,
+    database_url: &str,
+) -> anyhow::Result<()> {
+    if settings.jwt_private_key_file.is_some() {
+        return Ok(());
+    }
+    let Some(folder) = sqlite_folder(database_url) else {
+        return Ok(());
+    };
+    let file = folder.join(SIGNING_KEY_FILE);
+    if !file.exists() {
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        let pem = herald_auth::keys::SigningKey::generate_pem();
+        anyhow::ensure!(!pem.is_empty(), "could not generate a signing key");
+        write_private(&file, &pem).with_context(|| format!("writing {}", file.display()))?;
+        tracing::info!(file = %file.display(), "generated the signing key of this installation");
+    }
+    settings.jwt_private_key_file = Some(file);
+    Ok(())
+}
+
+/// Writes `contents` to a new file only its owner can read.
+fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(file)?.write_all(contents.as_bytes())
 }
 
 #[actix_web::main]
@@ -151,15 +222,19 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             settings.migrate().await?;
-            println!("Migrations applied to {}", describe_database(&settings.database_url));
+            println!(
+                "Migrations applied to {}",
+                describe_database(&settings.database_url)
+            );
             Ok(())
         }
         Command::Serve => serve(settings).await,
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     settings.migrate().await?;
+    ensure_local_signing_key(&mut settings.auth, &settings.database_url)?;
     let broker = settings.broker()?;
     let metrics = metrics::install().context("installing the metrics recorder")?;
 
@@ -171,7 +246,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("starting tasks-api")?;
     let notifier = Notifier::new(&settings.notifier, broker.clone());
     // Auth's verifier follows the key set it publishes, so the gateway accepts new keys at once.
-    let gateway = Gateway::new(settings.gateway.clone(), broker.clone(), auth.verifier().clone());
+    let gateway = Gateway::new(
+        settings.gateway.clone(),
+        broker.clone(),
+        auth.verifier().clone(),
+    );
 
     let readiness = auth
         .readiness()
@@ -190,8 +269,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     notifier.spawn_background(&tracker, shutdown.clone());
     gateway.spawn_background(&tracker, shutdown.clone());
 
-    let (app_auth, app_tasks, app_notifier, app_gateway) =
-        (auth.clone(), tasks.clone(), notifier.clone(), gateway.clone());
+    let (app_auth, app_tasks, app_notifier, app_gateway) = (
+        auth.clone(),
+        tasks.clone(),
+        notifier.clone(),
+        gateway.clone(),
+    );
     let mut server = HttpServer::new(move || {
         let (readiness, metrics) = (readiness.clone(), metrics.clone());
         App::new()
@@ -268,10 +351,11 @@ fn print_banner(address: SocketAddr, settings: &Settings) {
 
 /// The database without credentials.
 fn describe_database(url: &str) -> String {
-    if let Some(path) = url.strip_prefix("sqlite:") {
-        let path = path.trim_start_matches("//");
-        let path = path.split('?').next().unwrap_or_default();
-        return format!("SQLite file {path}");
+    if let Some(path) = sqlite_file(url) {
+        return format!("SQLite file {}", path.display());
+    }
+    if url.starts_with("sqlite:") {
+        return "SQLite in memory".to_owned();
     }
     match url.split_once('@') {
         Some((_, host)) => format!("Postgres at {host}"),
@@ -304,6 +388,36 @@ mod tests {
         std::fs::remove_dir_all(&root)?;
         create_sqlite_folder("postgres://localhost/herald")?;
         create_sqlite_folder("sqlite::memory:")?;
+        assert_eq!(
+            sqlite_folder("sqlite://herald.db"),
+            Some(PathBuf::from("."))
+        );
+        assert_eq!(sqlite_folder("sqlite::memory:"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn the_signing_key_is_kept_beside_the_database() -> anyhow::Result<()> {
+        let root = std::env::temp_dir().join(format!("herald-key-{}", std::process::id()));
+        let url = format!("sqlite://{}/herald.db", root.display());
+        let mut first = herald_auth::Settings::default();
+        ensure_local_signing_key(&mut first, &url)?;
+        let file = root.join(SIGNING_KEY_FILE);
+        assert_eq!(first.jwt_private_key_file.as_deref(), Some(file.as_path()));
+        let pem = std::fs::read_to_string(&file)?;
+        assert!(herald_auth::keys::SigningKey::from_pem(&pem).is_some());
+        let mut second = herald_auth::Settings::default();
+        ensure_local_signing_key(&mut second, &url)?;
+        assert_eq!(
+            std::fs::read_to_string(&file)?,
+            pem,
+            "an existing key is kept"
+        );
+        std::fs::remove_dir_all(&root)?;
+
+        let mut postgres = herald_auth::Settings::default();
+        ensure_local_signing_key(&mut postgres, "postgres://localhost/herald")?;
+        assert_eq!(postgres.jwt_private_key_file, None);
         Ok(())
     }
 }

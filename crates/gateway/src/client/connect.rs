@@ -112,7 +112,7 @@ impl Client {
             client: info.client.clone(),
             version: VERSION.to_owned(),
             expires: true,
-            ttl: u32::try_from(ttl).unwrap_or(u32::MAX),
+            ttl: reported_ttl(ttl),
             subs: BTreeMap::from([(channel.clone(), sub_result)]),
             ping: ping_seconds(self.shared.settings.ping_interval),
             pong: true,
@@ -167,7 +167,7 @@ impl Client {
                 client,
                 version: VERSION.to_owned(),
                 expires: true,
-                ttl: u32::try_from(ttl).unwrap_or(u32::MAX),
+                ttl: reported_ttl(ttl),
             },
         );
         Ok(())
@@ -190,6 +190,12 @@ impl Client {
         let grace = self.shared.settings.limits.expired_close_delay;
         self.timers.expires_at = Some(Instant::now() + std::time::Duration::from_secs(ttl) + grace);
     }
+}
+
+/// The `ttl` of a reply: at least 1, since 0 would be left out of the JSON while `expires`
+/// is true (a token in its last second is refreshed at once).
+fn reported_ttl(ttl: u64) -> u32 {
+    u32::try_from(ttl.max(1)).unwrap_or(u32::MAX)
 }
 
 /// The ping interval as the whole seconds the connect reply carries (at least 1).

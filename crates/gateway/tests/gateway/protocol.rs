@@ -337,7 +337,12 @@ async fn a_token_that_is_not_refreshed_ends_the_connection_with_3005() {
     let user = herald_common::ids::UserId::new();
     let mut client = WsClient::open(&gw.ws_url("/connection/websocket")).await;
     let connect = client.connect(&gw.keys.token(&user, "alice", 1)).await;
-    assert!(connect["connect"]["ttl"].as_u64().unwrap() <= 1);
+    assert!(
+        connect["connect"]["ttl"]
+            .as_u64()
+            .is_some_and(|ttl| ttl <= 1),
+        "{connect}"
+    );
     assert_eq!(client.close_code().await, 3005);
 }
 
