@@ -2,15 +2,23 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test test-rust test-sdk lint fmt bench sqlx-prepare check
+.PHONY: help run test test-rust test-sdk test-web web screenshots lint fmt bench sqlx-prepare check
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-run: ## build and start the embedded `herald` (one process, http://127.0.0.1:8080)
+run: web ## build the web client and start the embedded `herald` (one process, http://127.0.0.1:8080)
 	$(CARGO) run --release -p herald
 
-test: test-rust test-sdk ## the whole test suite (needs Redis and Postgres; see README)
+WEB_MODULES := web/node_modules/.package-lock.json
+
+$(WEB_MODULES): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --ignore-scripts
+
+web: $(WEB_MODULES) ## build the web client into web/dist (TypeScript bundled by esbuild)
+	cd web && npm run build
+
+test: test-rust test-sdk test-web ## the whole test suite (needs Redis and Postgres; see README)
 
 test-rust: ## Rust tests of every crate, against real Redis and Postgres
 	$(CARGO) nextest run --workspace --no-fail-fast
@@ -18,6 +26,14 @@ test-rust: ## Rust tests of every crate, against real Redis and Postgres
 test-sdk: ## the npm centrifuge SDK against real herald-auth and herald-gateway (tests/sdk, Node 20)
 	$(CARGO) build -p herald-auth -p herald-gateway --bins
 	cd tests/sdk && npm ci --no-audit --no-fund --ignore-scripts && node --test --test-concurrency=1
+
+test-web: $(WEB_MODULES) ## the web client in Debian's Chromium against a real `herald` (web/tests; /usr/bin/chromium)
+	$(CARGO) build -p herald
+	cd web && npm run check && npm run build && npm test
+
+screenshots: $(WEB_MODULES) ## refresh docs/screenshots/ (the main screens, from a real `herald` in Chromium)
+	$(CARGO) build -p herald
+	cd web && npm run build && node tests/screenshots.mjs
 
 lint: ## formatting and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -135,6 +135,8 @@ export class ChatView {
     sub.on('subscribing', () => this.setRoomState('joining'));
     sub.on('subscribed', (ctx) => {
       this.setRoomState('');
+      // For diagnostics (and the browser tests): whether the last subscribe recovered.
+      this.element.dataset.recovered = String(ctx.wasRecovering && ctx.recovered);
       if (!(ctx.wasRecovering && ctx.recovered)) {
         this.resetMessages();
         void this.loadHistory(sub);

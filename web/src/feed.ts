@@ -55,7 +55,9 @@ export class Feed {
   add(channel: string, publication: Pick<PublicationContext, 'data' | 'offset'>) {
     if (!isTaskEvent(publication.data) || publication.offset === undefined) return;
     const event: TaskEvent = publication.data;
-    if (channel === 'tasks' && (event.type !== 'task.created' || event.actor?.id === this.session.userId)) return;
+    // From the board channel only new tasks by others; one given to this user already comes
+    // as an assignment on the user's own channel.
+    if (channel === 'tasks' && (event.type !== 'task.created' || event.actor?.id === this.session.userId || event.task.assignee === this.session.userId)) return;
     const key = `${channel}/${publication.offset}`;
     if (this.items.has(key)) return;
     this.items.set(key, {

@@ -1,241 +1,56 @@
-// The web client in a real browser against a real `herald`: chat and presence between two
-// users, a task assignment seen live as a notification and on the board, text that looks
-// like HTML shown as text, and messages missed while offline recovered after reconnecting.
-//
-// Every wait is on a condition in the page (Playwright locators), never a fixed sleep.
+// The web client in Debian's Chromium against a real `herald` in its default mode: the
+// in-memory broker and a fresh SQLite file.
 
-import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { expect } from './expect.mjs';
 import { go, launchBrowser, message, say, signUp, startHerald, uniqueName, waitConnected } from './harness.mjs';
+import { scenarios } from './scenarios.mjs';
 
-let herald;
-let browser;
+describe('herald (in-memory broker, SQLite) in the browser', () => {
+  const ctx = {};
+  before(async () => {
+    ctx.herald = await startHerald();
+    ctx.url = ctx.herald.url;
+    ctx.browser = await launchBrowser();
+  });
+  after(async () => {
+    await ctx.browser?.close();
+    await ctx.herald?.stop();
+  });
 
-before(async () => {
-  herald = await startHerald();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await herald?.stop();
-});
-
-/** Two signed-up users, each in a browser context of their own. */
-async function twoUsers() {
-  const aliceName = uniqueName('alice');
-  const bobName = uniqueName('bob');
-  const alice = { name: aliceName, ...(await signUp(browser, herald.url, aliceName)) };
-  const bob = { name: bobName, ...(await signUp(browser, herald.url, bobName)) };
-  return { alice, bob, close: () => Promise.all([alice.context.close(), bob.context.close()]) };
-}
-
-function noDialogsOrErrors(...users) {
-  for (const user of users) {
-    assert.deepEqual(user.page.dialogs, [], `${user.name} saw no dialog`);
-    assert.deepEqual(user.page.errors, [], `${user.name} had no page error`);
+  for (const scenario of Object.values(scenarios)) {
+    test(scenario.name, () => scenario.run(ctx));
   }
-}
+});
 
-describe('herald in the browser', () => {
-  test('two users chat in a room and see each other online', async () => {
-    const { alice, bob, close } = await twoUsers();
-    const room = uniqueName('room');
-    await go(alice.page, `#/chat/${room}`);
-    await go(bob.page, `#/chat/${room}`);
+describe('herald restarted under an open page', () => {
+  test('the page reconnects by itself, still signed in, and the tasks are still there', async () => {
+    const first = await startHerald();
+    const browser = await launchBrowser();
+    let second;
+    try {
+      const name = uniqueName('fay');
+      const fay = await signUp(browser, first.url, name);
+      await go(fay.page, '#/tasks');
+      await fay.page.getByLabel('Task title').fill('Survive a restart');
+      await fay.page.getByRole('button', { name: 'Create task' }).click();
+      await fay.page.locator('.card', { hasText: 'Survive a restart' }).waitFor();
 
-    // Presence: each sees both names in the room's online list.
-    for (const viewer of [alice, bob]) {
-      for (const person of [alice, bob]) {
-        await viewer.page.locator('.online-list .person', { hasText: person.name }).waitFor();
-      }
-      await expect(viewer.page.getByTestId('online-count')).toHaveText('2');
+      await first.stop({ keep: true });
+      await fay.page.locator('[data-testid="connection"][data-state="reconnecting"]').waitFor();
+      const { port } = new URL(first.url);
+      second = await startHerald({ HERALD_LISTEN: `127.0.0.1:${port}` }, { dir: first.dir });
+      await waitConnected(fay.page);
+      await expect(fay.page.getByTestId('me')).toHaveText(name);
+      await fay.page.locator('.card', { hasText: 'Survive a restart' }).waitFor();
+      await go(fay.page, `#/chat/${uniqueName('room')}`);
+      await say(fay.page, 'after the restart');
+      await message(fay.page, 'after the restart').waitFor();
+    } finally {
+      await browser.close();
+      if (second) await second.stop();
+      else await first.stop();
     }
-
-    await say(alice.page, `hello ${bob.name}`);
-    const atBob = message(bob.page, `hello ${bob.name}`);
-    await atBob.waitFor();
-    await expect(atBob.locator('.author')).toHaveText(alice.name);
-
-    await say(bob.page, 'hi alice, good to see you');
-    const atAlice = message(alice.page, 'hi alice, good to see you');
-    await atAlice.waitFor();
-    await expect(atAlice.locator('.author')).toHaveText(bob.name);
-
-    // Every message has an author and a time.
-    for (const viewer of [alice, bob]) {
-      const messages = viewer.page.locator('.messages .message');
-      await expect(messages).toHaveCount(2);
-      for (const item of await messages.all()) {
-        assert.notEqual((await item.locator('.author').textContent()).trim(), '');
-        assert.match(await item.locator('time').getAttribute('datetime'), /^\d{4}-\d\d-\d\dT/);
-      }
-    }
-
-    // History on entry: a third visit to the room shows what was said before.
-    const carolName = uniqueName('carol');
-    const carol = { name: carolName, ...(await signUp(browser, herald.url, carolName)) };
-    await go(carol.page, `#/chat/${room}`);
-    await message(carol.page, `hello ${bob.name}`).waitFor();
-    await message(carol.page, 'hi alice, good to see you').waitFor();
-    await alice.page.locator('.online-list .person', { hasText: carol.name }).waitFor();
-
-    // Leaving the room (here: closing the tab) removes the user from the others' list.
-    await carol.context.close();
-    await expect(alice.page.locator('.online-list .person', { hasText: carol.name })).toHaveCount(0);
-
-    noDialogsOrErrors(alice, bob);
-    await close();
-  });
-
-  test('a task assigned to someone reaches them live: notification, unread count, board', async () => {
-    const { alice, bob, close } = await twoUsers();
-    await bob.page.evaluate(() => {
-      window.loadedOnce = true;
-    });
-    await go(bob.page, '#/tasks');
-    await go(alice.page, '#/tasks');
-
-    const title = `Review the release notes ${uniqueName('')}`;
-    await alice.page.getByLabel('Task title').fill(title);
-    await alice.page.getByLabel('Task description').fill('Before Friday, please.');
-    await alice.page.getByLabel('Assignee', { exact: true }).fill(bob.name.slice(0, 6));
-    await alice.page.locator('.new-task .picker-option', { hasText: bob.name }).click();
-    await expect(alice.page.locator('.new-task .chosen')).toHaveText(`Assigned to ${bob.name}`);
-    await alice.page.getByRole('button', { name: 'Create task' }).click();
-
-    // Bob's board shows the task without a reload, in "To do", assigned to him.
-    const card = bob.page.locator('.card', { hasText: title });
-    await card.waitFor();
-    await expect(card.locator('.assignee')).toHaveText('you');
-    await expect(card.locator('.creator')).toHaveText(alice.name);
-    assert.equal(await card.evaluate((el) => el.closest('.column').dataset.status), 'todo');
-
-    // ... and an unread notification.
-    await expect(bob.page.getByTestId('unread')).toHaveText('1');
-    await go(bob.page, '#/notifications');
-    const item = bob.page.locator('.feed-item.task-assigned', { hasText: `${alice.name} assigned you "${title}"` });
-    await item.waitFor();
-    await expect(bob.page.getByTestId('unread')).toBeHidden();
-
-    // Opening the notification leads to the task; bob starts it, and alice's board follows.
-    await item.locator('button').click();
-    await bob.page.locator('.card.highlight', { hasText: title }).waitFor();
-    await card.getByLabel(`Status of ${title}`).selectOption('in_progress');
-    await alice.page.locator('.column-in_progress .card', { hasText: title }).waitFor();
-    await bob.page.locator('.column-in_progress .card', { hasText: title }).waitFor();
-
-    // Everyone else hears about new tasks too: alice gets a feed item for bob's new task.
-    const bobsTask = `Order more coffee ${uniqueName('')}`;
-    await bob.page.getByLabel('Task title').fill(bobsTask);
-    await bob.page.getByRole('button', { name: 'Create task' }).click();
-    await alice.page.locator('.column-todo .card', { hasText: bobsTask }).waitFor();
-    console.log(await alice.page.evaluate(() => document.querySelector('.feed') ? 'feed' : 'none'));
-    await go(alice.page, '#/notifications');
-    console.log(await alice.page.locator('.feed-item').allTextContents());
-    await go(alice.page, '#/tasks');
-    await expect(alice.page.getByTestId('unread')).toHaveText('1');
-    await go(alice.page, '#/notifications');
-    await alice.page.locator('.feed-item.task-created', { hasText: `New task created: ${bobsTask}` }).waitFor();
-
-    assert.equal(await bob.page.evaluate(() => window.loadedOnce), true, 'bob never reloaded');
-    noDialogsOrErrors(alice, bob);
-    await close();
-  });
-
-  test('text that looks like HTML is shown as text, in chat and on the board', async () => {
-    const { alice, bob, close } = await twoUsers();
-    const room = uniqueName('room');
-    await go(alice.page, `#/chat/${room}`);
-    await go(bob.page, `#/chat/${room}`);
-    await bob.page.locator('.online-list .person', { hasText: alice.name }).waitFor();
-
-    const payload = '<img src=x onerror=alert(1)>';
-    await say(alice.page, payload);
-    for (const viewer of [alice, bob]) {
-      const item = message(viewer.page, payload);
-      await item.waitFor();
-      await expect(item.locator('.text')).toHaveText(payload);
-      await expect(viewer.page.locator('.messages img')).toHaveCount(0);
-    }
-
-    const title = `<b>bold</b><script>alert(2)</script><img src=x onerror=alert(3)> ${uniqueName('')}`;
-    await go(alice.page, '#/tasks');
-    await go(bob.page, '#/tasks');
-    await alice.page.getByLabel('Task title').fill(title);
-    await alice.page.getByRole('button', { name: 'Create task' }).click();
-    for (const viewer of [alice, bob]) {
-      const card = viewer.page.locator('.card', { has: viewer.page.locator('.card-title').getByText(title, { exact: true }) });
-      await card.waitFor();
-      await expect(viewer.page.locator('.board img, .board b, .board script')).toHaveCount(0);
-    }
-    await go(bob.page, '#/notifications');
-    await bob.page.locator('.feed-item .feed-text').getByText(`New task created: ${title}`, { exact: true }).waitFor();
-    await expect(bob.page.locator('.feed img, .feed b, .feed script')).toHaveCount(0);
-
-    noDialogsOrErrors(alice, bob);
-    await close();
-  });
-
-  test('a client that goes offline shows it, and sees the messages it missed when back', async () => {
-    const { alice, bob, close } = await twoUsers();
-    const room = uniqueName('room');
-    await go(alice.page, `#/chat/${room}`);
-    await go(bob.page, `#/chat/${room}`);
-    await say(alice.page, 'before the tunnel');
-    await message(bob.page, 'before the tunnel').waitFor();
-    await bob.page.evaluate(() => {
-      window.loadedOnce = true;
-    });
-
-    await bob.context.setOffline(true);
-    await bob.page.locator('[data-testid="connection"][data-state="reconnecting"]').waitFor();
-    await expect(bob.page.getByTestId('connection')).toHaveText('Reconnecting…');
-    // Alice sees bob leave, then talks while he is away.
-    await expect(alice.page.locator('.online-list .person', { hasText: bob.name })).toHaveCount(0);
-    const missed = ['in the tunnel 1', 'in the tunnel 2', 'in the tunnel 3'];
-    for (const text of missed) await say(alice.page, text);
-
-    await bob.context.setOffline(false);
-    await waitConnected(bob.page);
-    for (const text of missed) await message(bob.page, text).waitFor();
-    // In order, once each, after what he saw before.
-    const texts = await bob.page.locator('.messages .message .text').allTextContents();
-    assert.deepEqual(texts, ['before the tunnel', ...missed]);
-    await alice.page.locator('.online-list .person', { hasText: bob.name }).waitFor();
-
-    // Bob can talk again on the recovered connection.
-    await say(bob.page, 'back again');
-    await message(alice.page, 'back again').waitFor();
-
-    assert.equal(await bob.page.evaluate(() => window.loadedOnce), true, 'bob never reloaded');
-    noDialogsOrErrors(alice, bob);
-    await close();
-  });
-
-  test('a reload keeps the session and the room history', async () => {
-    const name = uniqueName('dora');
-    const dora = { name, ...(await signUp(browser, herald.url, name)) };
-    const room = uniqueName('room');
-    await go(dora.page, `#/chat/${room}`);
-    await say(dora.page, 'note to self');
-    await dora.page.reload();
-    await dora.page.getByTestId('me').filter({ hasText: name }).waitFor();
-    await waitConnected(dora.page);
-    await message(dora.page, 'note to self').waitFor();
-    await dora.page.getByRole('button', { name: 'Sign out' }).click();
-    await dora.page.getByRole('button', { name: 'Sign in' }).waitFor();
-    // Wrong password, then the right one.
-    await dora.page.getByLabel('Username').fill(name);
-    await dora.page.getByLabel('Password').fill('not the password');
-    await dora.page.getByRole('button', { name: 'Sign in' }).click();
-    await expect(dora.page.getByRole('alert')).toHaveText('Wrong username or password.');
-    await dora.page.getByLabel('Password').fill('correct horse battery');
-    await dora.page.getByRole('button', { name: 'Sign in' }).click();
-    await waitConnected(dora.page);
-    noDialogsOrErrors(dora);
-    await dora.context.close();
   });
 });

@@ -25,11 +25,12 @@ const webDist = process.env.HERALD_WEB_DIST ?? path.join(workspace, 'web/dist');
 export const ACCESS_TTL_SECONDS = 20;
 
 /**
- * Starts herald on 127.0.0.1 with any free port and a new SQLite file; resolves once it
- * printed its address. `stop()` ends it and removes its files.
+ * Starts herald on 127.0.0.1 with any free port and a new SQLite file (or the files of `dir`,
+ * left by an earlier run); resolves once it printed its address. `stop()` ends it (SIGTERM)
+ * and removes its files, unless `stop({ keep: true })`.
  */
-export async function startHerald(extraEnv = {}) {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'herald-web-'));
+export async function startHerald(extraEnv = {}, { dir: reuse } = {}) {
+  const dir = reuse ?? (await mkdtemp(path.join(os.tmpdir(), 'herald-web-')));
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HERALD_')));
   Object.assign(env, {
     HERALD_LISTEN: '127.0.0.1:0',
@@ -68,7 +69,7 @@ export async function startHerald(extraEnv = {}) {
   return {
     url,
     dir,
-    async stop() {
+    async stop({ keep = false } = {}) {
       if (child.exitCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve));
         child.kill('SIGTERM');
@@ -76,7 +77,7 @@ export async function startHerald(extraEnv = {}) {
         await exited;
         clearTimeout(timer);
       }
-      await rm(dir, { recursive: true, force: true });
+      if (!keep) await rm(dir, { recursive: true, force: true });
     },
   };
 }

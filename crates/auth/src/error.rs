@@ -57,17 +57,7 @@ impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
             AuthError::Invalid(fields) => {
-                let message = fields
-                    .iter()
-                    .map(|(field, reason)| describe(field, *reason))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                ApiError::validation(
-                    message,
-                    fields
-                        .iter()
-                        .map(|(field, reason)| (*field, reason.as_str())),
-                )
+                ApiError::invalid_fields(&fields, describe, InvalidField::as_str)
             }
             AuthError::UnsupportedGrant => ApiError::bad_request("unsupported grant_type"),
             AuthError::UsernameTaken => ApiError::conflict("username is taken"),

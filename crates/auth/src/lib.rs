@@ -29,12 +29,9 @@ pub mod state;
 pub mod store;
 pub mod tokens;
 
-use std::net::TcpListener;
-
-use actix_web::{App, HttpServer, dev::Server, middleware, web};
 use anyhow::Context as _;
-use herald_broker::{Broker, RedisConfig};
-use herald_service::{configure_ops, error::not_found, metrics, shutdown};
+use herald_broker::Broker;
+use herald_service::Standalone;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use crate::{
@@ -52,18 +49,10 @@ pub fn spawn_background(state: &AuthState, tracker: &TaskTracker, shutdown: Canc
 /// The broker `settings` ask for: Redis when `HERALD_REDIS_URL` is set and not empty, else
 /// in memory (only useful when every service shares this process).
 pub fn broker_from_settings(settings: &Settings) -> anyhow::Result<Broker> {
-    match settings
-        .redis_url
-        .as_ref()
-        .map(|url| url.expose().trim())
-        .filter(|url| !url.is_empty())
-    {
-        Some(url) => {
-            let config = RedisConfig::new(url).with_prefix(settings.redis_prefix.clone());
-            Broker::redis(&config).context("configuring Redis")
-        }
-        None => Ok(Broker::memory()),
-    }
+    herald_service::standalone::broker_from_settings(
+        settings.redis_url.as_ref(),
+        &settings.redis_prefix,
+    )
 }
 
 /// Applies the database migrations (`herald-auth migrate`).
@@ -80,20 +69,10 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 /// The standalone `herald-auth` process: its own HTTP server with the per-process endpoints
 /// (`/healthz`, `/readyz`, `/metrics`).
+#[derive(Debug)]
 pub struct Application {
-    port: u16,
-    server: Server,
+    server: Standalone,
     state: AuthState,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Application {
@@ -107,38 +86,17 @@ impl Application {
     /// served once [`Self::run_until_stopped`] is awaited.
     pub async fn build_with_broker(settings: Settings, broker: Broker) -> anyhow::Result<Self> {
         let state = AuthState::build(&settings, broker).await?;
-        let metrics = metrics::install().context("installing the metrics recorder")?;
-        let readiness = state.readiness();
-        let listener = TcpListener::bind(&settings.listen)
-            .with_context(|| format!("binding {}", settings.listen))?;
-        let port = listener.local_addr()?.port();
         let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(middleware::from_fn(metrics::http_metrics))
-                .configure(|cfg| configure_ops(cfg, readiness.clone(), metrics.clone()))
-                .configure(|cfg| configure(cfg, &app_state))
-                .default_service(web::to(not_found))
-        })
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        let tracker = TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        spawn_background(&state, &tracker, shutdown.clone());
-        tracker.spawn(shutdown::stop_server_on(shutdown.clone(), server.handle()));
-        Ok(Self {
-            port,
-            server,
-            state,
-            tracker,
-            shutdown,
-        })
+        let server = Standalone::start(&settings.listen, state.readiness(), None, move |cfg| {
+            configure(cfg, &app_state);
+        })?;
+        spawn_background(&state, server.tracker(), server.shutdown_token());
+        Ok(Self { server, state })
     }
 
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// The service state (tests reach the store and keys through it).
@@ -148,24 +106,12 @@ impl Application {
 
     /// Cancelling this token stops the server and the background loops.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.server.shutdown_token()
     }
 
     /// Serves until SIGTERM/SIGINT (or [`Self::shutdown_token`] is cancelled), lets in-flight
     /// requests finish, then waits for the background loops.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let on_signal = self.shutdown.clone();
-        let signals = tokio::spawn(async move {
-            tokio::select! {
-                () = shutdown::wait_for_signal() => on_signal.cancel(),
-                () = on_signal.cancelled() => {}
-            }
-        });
-        let result = self.server.await;
-        self.shutdown.cancel();
-        signals.abort();
-        self.tracker.close();
-        self.tracker.wait().await;
-        Ok(result?)
+        self.server.run_until_stopped().await
     }
 }

@@ -11,6 +11,7 @@ use herald_common::{
 };
 use herald_service::{
     Environment, Readiness, TrustedProxies,
+    error::source_text,
     tokens::{BrokerKeySource, DEFAULT_REFETCH_INTERVAL, TokenVerifier},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -125,7 +126,7 @@ impl AuthState {
                 store
                     .ping()
                     .await
-                    .map_err(|e| format!("{e}: {}", e.source_text()))
+                    .map_err(|e| format!("{e}: {}", source_text(&e)))
             }
         })
     }
@@ -241,25 +242,5 @@ fn load_keys(settings: &Settings) -> anyhow::Result<KeyRing> {
             );
             Ok(KeyRing::with_key(key, timing))
         }
-    }
-}
-
-/// Renders the sources of an error (sqlx's messages are in the source chain).
-trait SourceText {
-    fn source_text(&self) -> String;
-}
-
-impl<E: std::error::Error> SourceText for E {
-    fn source_text(&self) -> String {
-        let mut text = String::new();
-        let mut source = self.source();
-        while let Some(cause) = source {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
     }
 }

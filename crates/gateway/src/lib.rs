@@ -152,7 +152,10 @@ impl Gateway {
 
     /// Counters of this node (tests and diagnostics).
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        StatsSnapshot {
+            outbox_bytes: queued_bytes(&self.shared),
+            ..self.shared.stats.snapshot()
+        }
     }
 
     /// Channels with at least one local subscriber.
@@ -161,8 +164,18 @@ impl Gateway {
     }
 }
 
+/// Bytes queued for every connection of the node, sampled queue by queue.
+fn queued_bytes(shared: &Shared) -> usize {
+    shared
+        .registry
+        .all()
+        .iter()
+        .map(|target| target.outbox.queued_bytes())
+        .sum()
+}
+
 fn export_metrics(shared: &Shared) {
-    shared.stats.export();
+    shared.stats.export(queued_bytes(shared));
     let subscriber = shared.subscriber.stats();
     ::metrics::gauge!(metrics::CHANNELS).set(subscriber.channels as f64);
     ::metrics::counter!(metrics::REDIS_RECONNECTS).absolute(subscriber.reconnects);

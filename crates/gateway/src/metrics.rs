@@ -11,7 +11,8 @@
 //! | `herald_gateway_messages_out_total` | counter | messages written to clients (replies and pushes) |
 //! | `herald_gateway_frames_out_total` | counter | WebSocket frames written (messages are batched) |
 //! | `herald_gateway_queue_drops_total` | counter | connections closed with 3008 because their send queue overflowed |
-//! | `herald_gateway_outbox_bytes` | gauge | bytes queued for clients on this node |
+//! | `herald_gateway_outbox_bytes` | gauge | bytes queued for clients on this node (sampled) |
+//! | `herald_gateway_outbox_peak_bytes` | gauge | the most bytes one connection ever had queued |
 //! | `herald_gateway_publish_duration_seconds` | histogram | client publish latency (broker round trip) |
 //! | `herald_gateway_redis_reconnects_total` | counter | pub/sub reconnections |
 //! | `herald_gateway_broker_events_dropped_total` | counter | broker events dropped (each led to a recovery) |
@@ -36,6 +37,8 @@ pub const FRAMES_OUT: &str = "herald_gateway_frames_out_total";
 pub const QUEUE_DROPS: &str = "herald_gateway_queue_drops_total";
 /// Queued bytes.
 pub const OUTBOX_BYTES: &str = "herald_gateway_outbox_bytes";
+/// Largest queue of one connection.
+pub const OUTBOX_PEAK: &str = "herald_gateway_outbox_peak_bytes";
 /// Publish latency.
 pub const PUBLISH_DURATION: &str = "herald_gateway_publish_duration_seconds";
 /// Pub/sub reconnects.
@@ -52,7 +55,6 @@ pub const DISCONNECTS: &str = "herald_gateway_disconnects_total";
 pub struct NodeStats {
     connections: AtomicUsize,
     subscriptions: AtomicUsize,
-    outbox_bytes: AtomicUsize,
     peak_outbox_bytes: AtomicUsize,
     slow_closes: AtomicU64,
     gaps: AtomicU64,
@@ -65,9 +67,10 @@ pub struct StatsSnapshot {
     pub connections: usize,
     /// (connection, channel) subscriptions.
     pub subscriptions: usize,
-    /// Bytes queued for clients right now.
+    /// Bytes queued for clients right now (filled in by the gateway, which samples every
+    /// connection's queue).
     pub outbox_bytes: usize,
-    /// The most bytes ever queued for clients at once.
+    /// The most bytes one connection ever had queued (within 4 KiB).
     pub peak_outbox_bytes: usize,
     /// Connections closed with 3008.
     pub slow_closes: u64,
@@ -81,7 +84,7 @@ impl NodeStats {
         StatsSnapshot {
             connections: self.connections.load(Ordering::Relaxed),
             subscriptions: self.subscriptions.load(Ordering::Relaxed),
-            outbox_bytes: self.outbox_bytes.load(Ordering::Relaxed),
+            outbox_bytes: 0,
             peak_outbox_bytes: self.peak_outbox_bytes.load(Ordering::Relaxed),
             slow_closes: self.slow_closes.load(Ordering::Relaxed),
             gaps: self.gaps.load(Ordering::Relaxed),
@@ -114,13 +117,9 @@ impl NodeStats {
         metrics::gauge!(SUBSCRIPTIONS).set(now as f64);
     }
 
-    pub(crate) fn queued(&self, bytes: usize) {
-        let now = self.outbox_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.peak_outbox_bytes.fetch_max(now, Ordering::Relaxed);
-    }
-
-    pub(crate) fn dequeued(&self, bytes: usize) {
-        self.outbox_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    /// One connection's queue reached `bytes` (reported in steps, off the hot path).
+    pub(crate) fn queue_peak(&self, bytes: usize) {
+        self.peak_outbox_bytes.fetch_max(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn slow_close(&self) {
@@ -134,8 +133,9 @@ impl NodeStats {
     }
 
     /// Publishes the gauges that are cheaper to sample than to track per event.
-    pub(crate) fn export(&self) {
-        metrics::gauge!(OUTBOX_BYTES).set(self.outbox_bytes.load(Ordering::Relaxed) as f64);
+    pub(crate) fn export(&self, outbox_bytes: usize) {
+        metrics::gauge!(OUTBOX_BYTES).set(outbox_bytes as f64);
+        metrics::gauge!(OUTBOX_PEAK).set(self.peak_outbox_bytes.load(Ordering::Relaxed) as f64);
     }
 }
 

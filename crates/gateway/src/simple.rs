@@ -14,11 +14,13 @@
 
 use std::sync::Arc;
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessageStream, Session};
 use bytestring::ByteString;
 use herald_broker::PublishRequest;
 use herald_common::channel::ChannelName;
+use herald_common::error::ErrorCode as RestErrorCode;
 use herald_common::ids::ClientId;
 use herald_common::payload::{ChatMessage, ConnInfo};
 use herald_common::protocol::{ClientInfo, DisconnectCode, ErrorCode};
@@ -29,8 +31,9 @@ use crate::client::protocol_error_code;
 use crate::fanout::outbox::run_writer;
 use crate::fanout::slot::{SlotKind, Started};
 use crate::fanout::{Format, Identity, Target};
+use crate::policy::ChannelOptions;
 use crate::ratelimit::TokenBucket;
-use crate::registry::{Admission, LimitReached};
+use crate::registry::Admission;
 use crate::state::Shared;
 use crate::subscription::{self, Subscription};
 use crate::token::{self, Grant, Refusal, redacted_uri};
@@ -72,33 +75,7 @@ async fn open(
     channel: ChannelName,
     format: Format,
 ) -> Result<HttpResponse, ApiError> {
-    if !shared.origins.allows(&req) {
-        tracing::info!(uri = %redacted_uri(&req), "websocket refused: origin not allowed");
-        return Err(ApiError::forbidden("origin not allowed"));
-    }
-    let token =
-        token::request_token(&req).ok_or_else(|| ApiError::unauthorized("missing token"))?;
-    let grant = match token::verify(&shared.verifier, &token).await {
-        Ok(grant) => grant,
-        Err(Refusal::Expired) => return Err(ApiError::unauthorized("token expired")),
-        Err(refusal) => {
-            tracing::info!(uri = %redacted_uri(&req), reason = %refusal, "simple endpoint: token refused");
-            return Err(ApiError::unauthorized("invalid token"));
-        }
-    };
-    let options = match format {
-        Format::ChatLines => shared.policy.subscribe(&channel, &grant.user),
-        _ => shared.policy.read(&channel, &grant.user),
-    };
-    match options {
-        Ok(_) => {}
-        Err(ErrorCode::UnknownChannel) => return Err(ApiError::not_found("unknown channel")),
-        Err(_) => return Err(ApiError::forbidden("permission denied")),
-    }
-    let options = shared
-        .policy
-        .options(&channel)
-        .map_err(|_| ApiError::not_found("unknown channel"))?;
+    let (grant, options) = authorize(&req, &shared, &channel, format).await?;
     let target = Arc::new(Target::new(
         format,
         shared.settings.limits.send_queue_size,
@@ -109,23 +86,7 @@ async fn open(
         user: grant.user,
         client,
     });
-    let mut admission = match shared.registry.admit(&target) {
-        Ok(admission) => admission,
-        Err(_) => {
-            return Err(ApiError::new(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                herald_common::error::ErrorCode::RateLimited,
-                "connection limit reached",
-            ));
-        }
-    };
-    if let Err(LimitReached::User | LimitReached::Node) = admission.assign_user(grant.user) {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-            herald_common::error::ErrorCode::RateLimited,
-            "too many connections",
-        ));
-    }
+    let admission = admit(&shared, &target, &grant)?;
     let conn_info = ConnInfo {
         name: grant.name.clone(),
     }
@@ -154,7 +115,7 @@ async fn open(
     let line = LineConnection {
         shared,
         target,
-        admission,
+        _admission: admission,
         channel,
         options,
         info,
@@ -164,15 +125,59 @@ async fn open(
     Ok(response)
 }
 
+/// Checks the Origin, the token and the channel table, before the upgrade.
+async fn authorize(
+    req: &HttpRequest,
+    shared: &Shared,
+    channel: &ChannelName,
+    format: Format,
+) -> Result<(Grant, ChannelOptions), ApiError> {
+    if !shared.origins.allows(req) {
+        tracing::info!(uri = %redacted_uri(req), "websocket refused: origin not allowed");
+        return Err(ApiError::forbidden("origin not allowed"));
+    }
+    let token = token::request_token(req).ok_or_else(|| ApiError::unauthorized("missing token"))?;
+    let grant = match token::verify(&shared.verifier, &token).await {
+        Ok(grant) => grant,
+        Err(Refusal::Expired) => return Err(ApiError::unauthorized("token expired")),
+        Err(refusal) => {
+            tracing::info!(uri = %redacted_uri(req), reason = %refusal, "simple endpoint: token refused");
+            return Err(ApiError::unauthorized("invalid token"));
+        }
+    };
+    let allowed = match format {
+        Format::ChatLines => shared.policy.subscribe(channel, &grant.user),
+        Format::NotificationLines | Format::Protocol => shared.policy.read(channel, &grant.user),
+    };
+    match allowed {
+        Ok(options) => Ok((grant, options)),
+        Err(ErrorCode::UnknownChannel) => Err(ApiError::not_found("unknown channel")),
+        Err(_) => Err(ApiError::forbidden("permission denied")),
+    }
+}
+
+/// Takes the connection's place under the node and user limits.
+fn admit(shared: &Arc<Shared>, target: &Arc<Target>, grant: &Grant) -> Result<Admission, ApiError> {
+    let limited = |status, message| ApiError::new(status, RestErrorCode::RateLimited, message);
+    let mut admission = shared
+        .registry
+        .admit(target)
+        .map_err(|_| limited(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"))?;
+    admission
+        .assign_user(grant.user)
+        .map_err(|_| limited(StatusCode::TOO_MANY_REQUESTS, "too many connections"))?;
+    Ok(admission)
+}
+
 /// One open simple-endpoint connection.
 struct LineConnection {
     shared: Arc<Shared>,
     target: Arc<Target>,
-    /// Held for the connection's life: its place under the connection limits.
-    #[allow(dead_code)]
-    admission: Admission,
+    /// Held for the connection's life (never read): its place under the connection limits,
+    /// released when the connection is dropped.
+    _admission: Admission,
     channel: ChannelName,
-    options: crate::policy::ChannelOptions,
+    options: ChannelOptions,
     info: ClientInfo,
     grant: Grant,
 }

@@ -15,8 +15,9 @@ use clap::{Parser, Subcommand};
 use herald_broker::{Broker, RedisConfig};
 use herald_gateway::Gateway;
 use herald_notifier::Notifier;
+use herald_service::health::CheckStatus;
 use herald_service::{
-    ConfigArgs, Secret, config, configure_ops, error::not_found, metrics, shutdown,
+    ConfigArgs, Readiness, Secret, config, configure_ops, error::not_found, metrics, shutdown,
 };
 use herald_tasks_api::TasksApi;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -252,11 +253,13 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         auth.verifier().clone(),
     );
 
-    let readiness = auth
-        .readiness()
-        .merge(tasks.readiness())
-        .merge(notifier.readiness())
-        .merge(gateway.readiness());
+    // One `/readyz` for the four services, each under its own name (their own checks have
+    // the same names, `database` and `redis`, and would hide one another).
+    let readiness = Readiness::new()
+        .merge(per_service("auth", auth.readiness()))
+        .merge(per_service("tasks_api", tasks.readiness()))
+        .merge(per_service("notifier", notifier.readiness()))
+        .merge(per_service("gateway", gateway.readiness()));
 
     let listener = TcpListener::bind(&settings.gateway.listen)
         .with_context(|| format!("binding {}", settings.gateway.listen))?;
@@ -317,6 +320,27 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         tracing::warn!("background tasks did not stop in time");
     }
     Ok(result?)
+}
+
+/// The checks of one service as a single check named after it; the reason of a failure
+/// names the service's failed checks.
+fn per_service(name: &'static str, checks: Readiness) -> Readiness {
+    Readiness::new().with_check(name, move || {
+        let checks = checks.clone();
+        async move {
+            let report = checks.report().await;
+            if report.is_ready() {
+                return Ok(());
+            }
+            let failed: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|(_, status)| **status != CheckStatus::Ok)
+                .map(|(check, status)| format!("{check}: {status:?}"))
+                .collect();
+            Err(failed.join(", "))
+        }
+    })
 }
 
 /// What a person starting `herald` needs to know, on stdout.

@@ -23,13 +23,10 @@ pub mod notify;
 pub mod settings;
 pub mod state;
 
-use std::net::TcpListener;
-
-use actix_web::{App, HttpServer, dev::Server, middleware, web};
-use anyhow::Context as _;
-use herald_broker::{Broker, RedisConfig};
-use herald_service::{configure_ops, error::not_found, metrics, shutdown};
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use actix_web::web;
+use herald_broker::Broker;
+use herald_service::Standalone;
+use tokio_util::sync::CancellationToken;
 
 pub use crate::{
     settings::{DEFAULT_LISTEN, Settings},
@@ -43,36 +40,18 @@ pub fn configure(_cfg: &mut web::ServiceConfig, _notifier: &Notifier) {}
 /// The broker `settings` ask for: Redis when `HERALD_REDIS_URL` is set and not empty, else
 /// in memory (only useful when tasks-api and the gateway share this process).
 pub fn broker_from_settings(settings: &Settings) -> anyhow::Result<Broker> {
-    match settings
-        .redis_url
-        .as_ref()
-        .map(|url| url.expose().trim())
-        .filter(|url| !url.is_empty())
-    {
-        Some(url) => {
-            let config = RedisConfig::new(url).with_prefix(settings.redis_prefix.clone());
-            Broker::redis(&config).context("configuring Redis")
-        }
-        None => Ok(Broker::memory()),
-    }
+    herald_service::standalone::broker_from_settings(
+        settings.redis_url.as_ref(),
+        &settings.redis_prefix,
+    )
 }
 
 /// The standalone `herald-notifier` process: the consumer loop and an HTTP server with the
 /// per-process endpoints (`/healthz`, `/readyz`, `/metrics`).
+#[derive(Debug)]
 pub struct Application {
-    port: u16,
-    server: Server,
+    server: Standalone,
     notifier: Notifier,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Application {
@@ -85,39 +64,23 @@ impl Application {
     /// Binds the listener and starts the consumer loop.
     pub async fn build_with_broker(settings: Settings, broker: Broker) -> anyhow::Result<Self> {
         let notifier = Notifier::new(&settings, broker);
-        let metrics = metrics::install().context("installing the metrics recorder")?;
-        let readiness = notifier.readiness();
-        let listener = TcpListener::bind(&settings.listen)
-            .with_context(|| format!("binding {}", settings.listen))?;
-        let port = listener.local_addr()?.port();
         let app_notifier = notifier.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(middleware::from_fn(metrics::http_metrics))
-                .configure(|cfg| configure_ops(cfg, readiness.clone(), metrics.clone()))
-                .configure(|cfg| configure(cfg, &app_notifier))
-                .default_service(web::to(not_found))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        let tracker = TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        notifier.spawn_background(&tracker, shutdown.clone());
-        tracker.spawn(shutdown::stop_server_on(shutdown.clone(), server.handle()));
-        Ok(Self {
-            port,
-            server,
-            notifier,
-            tracker,
-            shutdown,
-        })
+        // One worker: the server only answers health checks and scrapes.
+        let server = Standalone::start(
+            &settings.listen,
+            notifier.readiness(),
+            Some(1),
+            move |cfg| {
+                configure(cfg, &app_notifier);
+            },
+        )?;
+        notifier.spawn_background(server.tracker(), server.shutdown_token());
+        Ok(Self { server, notifier })
     }
 
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// The notifier.
@@ -127,24 +90,12 @@ impl Application {
 
     /// Cancelling this token stops the server and the consumer loop.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.server.shutdown_token()
     }
 
     /// Runs until SIGTERM/SIGINT (or [`Self::shutdown_token`] is cancelled); the consumer
     /// finishes the event in hand before this returns.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let on_signal = self.shutdown.clone();
-        let signals = tokio::spawn(async move {
-            tokio::select! {
-                () = shutdown::wait_for_signal() => on_signal.cancel(),
-                () = on_signal.cancelled() => {}
-            }
-        });
-        let result = self.server.await;
-        self.shutdown.cancel();
-        signals.abort();
-        self.tracker.close();
-        self.tracker.wait().await;
-        Ok(result?)
+        self.server.run_until_stopped().await
     }
 }

@@ -69,6 +69,25 @@ impl ApiError {
         error
     }
 
+    /// 422 `validation_failed` for fields a service's parsers refused: the message joins
+    /// `describe(field, reason)` for every field with `"; "`, and the details map each field
+    /// to `code(reason)` (`{"username": "too_short"}`).
+    pub fn invalid_fields<R: Copy>(
+        fields: &[(&str, R)],
+        describe: impl Fn(&str, R) -> String,
+        code: impl Fn(R) -> &'static str,
+    ) -> Self {
+        let message = fields
+            .iter()
+            .map(|&(field, reason)| describe(field, reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::validation(
+            message,
+            fields.iter().map(|&(field, reason)| (field, code(reason))),
+        )
+    }
+
     /// 400 `validation_failed`: the request cannot be read at all.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(
@@ -299,6 +318,21 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig, limit: usize) {
         .app_data(form_config(limit))
         .app_data(query_config())
         .app_data(path_config());
+}
+
+/// The causes of `err`, joined with `": "` (empty when it has none). Some libraries (sqlx
+/// among them) keep the useful message in the source chain, not in `err` itself.
+pub fn source_text(err: &dyn std::error::Error) -> String {
+    let mut text = String::new();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Default service answering unknown routes with a JSON 404.

@@ -14,14 +14,24 @@
 //! - [`shutdown`]: a `CancellationToken` cancelled on SIGTERM/SIGINT.
 //! - [`tokens`]: [`TokenVerifier`] (the shared verifier kept up to date from the broker) and
 //!   the [`Authenticated`] extractor for REST handlers.
+//! - [`openapi`]: the OpenAPI document of routes declared with `utoipa-actix-web`, and its
+//!   `GET` handler.
+//! - [`standalone`]: [`Standalone`], the HTTP server, shutdown token and task tracker of a
+//!   service running as its own process, and the broker its settings ask for.
+//! - `db` (feature `db`): which database a URL names, the Postgres and SQLite pools, and
+//!   "now" at the stores' precision.
 
 pub mod client_ip;
 pub mod config;
+#[cfg(feature = "db")]
+pub mod db;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod secret;
 pub mod shutdown;
+pub mod standalone;
 pub mod telemetry;
 pub mod tokens;
 
@@ -30,4 +40,5 @@ pub use config::{ConfigArgs, ConfigError, Environment, ExternalTokenSettings, Jw
 pub use error::{ApiError, FormOrJson};
 pub use health::{Readiness, configure_ops};
 pub use secret::Secret;
+pub use standalone::Standalone;
 pub use tokens::{Authenticated, TokenVerifier};

@@ -48,17 +48,7 @@ impl From<TasksError> for ApiError {
     fn from(err: TasksError) -> Self {
         match err {
             TasksError::Invalid(fields) => {
-                let message = fields
-                    .iter()
-                    .map(|(field, reason)| describe(field, *reason))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                ApiError::validation(
-                    message,
-                    fields
-                        .iter()
-                        .map(|(field, reason)| (*field, reason.as_str())),
-                )
+                ApiError::invalid_fields(&fields, describe, InvalidField::as_str)
             }
             TasksError::NotFound => ApiError::not_found("task not found"),
             TasksError::Forbidden(message) => ApiError::forbidden(message),

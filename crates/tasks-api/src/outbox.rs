@@ -115,7 +115,7 @@ async fn relay_round(api: &TasksApi) -> Round {
             // Another replica holds the relay lock and is appending these very rows.
             Ok(None) => return Round::Drained,
             Err(err) => {
-                tracing::warn!(error = %err, cause = crate::state::source_text(&err), "reading the outbox failed");
+                tracing::warn!(error = %err, cause = herald_service::error::source_text(&err), "reading the outbox failed");
                 metrics::counter!("herald_tasks_outbox_relay_errors_total").increment(1);
                 return Round::Failed;
             }

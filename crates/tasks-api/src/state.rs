@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use herald_broker::Broker;
 use herald_common::auth::{Verifier, VerifierConfig};
 use herald_service::Readiness;
+use herald_service::error::source_text;
 use herald_service::tokens::{BrokerKeySource, DEFAULT_REFETCH_INTERVAL, TokenVerifier};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -120,18 +121,4 @@ impl TasksApi {
                 .run(self.settings.key_refresh_interval, shutdown),
         );
     }
-}
-
-/// Renders the sources of an error (sqlx's messages are in the source chain).
-pub(crate) fn source_text(err: &dyn std::error::Error) -> String {
-    let mut text = String::new();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -14,13 +14,13 @@ pub mod tokens;
 
 use std::sync::OnceLock;
 
-use actix_web::{App, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use herald_service::error::{form_config, json_config, query_config};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Flow, OAuth2, Password, Scopes, SecurityScheme},
 };
-use utoipa_actix_web::{AppExt as _, service_config::ServiceConfig};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::state::AuthState;
 
@@ -90,19 +90,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AuthState) {
 
 /// The OpenAPI 3 document of auth.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = App::new()
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .configure(|cfg| mount(cfg, None))
-        .split_for_parts();
-    api
+    herald_service::openapi::document(ApiDoc::openapi(), |cfg| mount(cfg, None))
 }
 
 /// `GET /openapi/auth.json`. The document is a constant of the code, rendered once.
 async fn openapi_json() -> HttpResponse {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let json = DOCUMENT.get_or_init(|| openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(json.clone())
+    herald_service::openapi::serve_json(&DOCUMENT, openapi)
 }

@@ -15,6 +15,7 @@ mod sqlite;
 use std::time::Duration;
 
 use herald_common::ids::UserId;
+use herald_service::db::DatabaseKind;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -24,6 +25,8 @@ use crate::{
     password::PasswordHash,
     tokens::RefreshTokenHash,
 };
+/// "Now" at the store's precision, and the truncation to it.
+pub use herald_service::db::{now, truncate_to_micros};
 
 /// The table holding herald-auth's migration history.
 pub const MIGRATIONS_TABLE: &str = "_herald_auth_migrations";
@@ -140,14 +143,14 @@ impl Store {
     /// Postgres connects lazily, so the service starts (and reports not-ready) while the
     /// database is down; a SQLite file and its directory are created if missing.
     pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(PgStore::connect(url, acquire_timeout)?))
-        } else if url.starts_with("sqlite:") {
-            Ok(Self::Sqlite(
+        match DatabaseKind::of(url) {
+            Some(DatabaseKind::Postgres) => {
+                Ok(Self::Postgres(PgStore::connect(url, acquire_timeout)?))
+            }
+            Some(DatabaseKind::Sqlite) => Ok(Self::Sqlite(
                 SqliteStore::connect(url, acquire_timeout).await?,
-            ))
-        } else {
-            Err(StoreError::UnsupportedUrl)
+            )),
+            None => Err(StoreError::UnsupportedUrl),
         }
     }
 
@@ -226,16 +229,4 @@ impl Store {
     ) -> Result<u64, StoreError> {
         dispatch!(self.delete_expired_refresh_tokens(before))
     }
-}
-
-/// "Now" at the store's precision (UTC, whole microseconds).
-pub fn now() -> OffsetDateTime {
-    truncate_to_micros(OffsetDateTime::now_utc())
-}
-
-/// Drops sub-microsecond precision, which Postgres would drop anyway.
-pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(t)
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use herald_common::ids::UserId;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::{
@@ -27,10 +27,7 @@ pub struct PgStore {
 impl PgStore {
     /// A lazily connecting pool.
     pub(super) fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(acquire_timeout)
-            .connect_lazy(url)?;
+        let pool = herald_service::db::postgres_pool(url, acquire_timeout)?;
         Ok(Self { pool })
     }
 

@@ -1,13 +1,10 @@
 //! The SQLite store of the embedded mode: the same behaviour as [`super::PgStore`] with
 //! runtime queries. UUIDs are 16-byte blobs; times are INTEGER microseconds since the epoch.
 
-use std::{str::FromStr, time::Duration};
+use std::time::Duration;
 
 use herald_common::ids::UserId;
-use sqlx::{
-    Row, SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow},
-};
+use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -29,20 +26,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file named by `url`.
     pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(acquire_timeout);
-        let path = options.get_filename();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(acquire_timeout)
-            .connect_with(options)
-            .await?;
+        let pool = herald_service::db::sqlite_pool(url, acquire_timeout).await?;
         Ok(Self { pool })
     }
 

@@ -1,10 +1,9 @@
 //! `spawn_app()`: the real auth service on port 0, against a fresh Postgres database and a
 //! Redis namespace of its own, plus typed helpers for the calls tests make.
 //!
-//! Servers are found through `HERALD_TEST_DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/herald`; only the server part is used, each test gets a
-//! new database `herald_test_<uuid>`, dropped when the test ends) and `HERALD_TEST_REDIS_URL`
-//! (default `redis://127.0.0.1:6379`, with a random `HERALD_REDIS_PREFIX`).
+//! The databases, Redis prefixes and polling come from `herald-test-support` (servers found
+//! through `HERALD_TEST_DATABASE_URL` and `HERALD_TEST_REDIS_URL`); what is auth's own stays
+//! here: its settings, the signing key file and the account and token calls.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -18,89 +17,11 @@ use herald_service::{
     Secret,
     tokens::{BrokerKeySource, KEY_SET_KV_KEY, TokenVerifier},
 };
+use herald_test_support::{Backend, TestDb, http_client, random_prefix};
+pub use herald_test_support::{TestDatabase, eventually, status_and_json, test_redis_url};
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-/// The Postgres server tests use (any database name in it is replaced).
-pub fn test_database_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/herald".to_owned())
-}
-
-/// The Redis tests use.
-pub fn test_redis_url() -> String {
-    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// `base` with its database name replaced by `database`.
-pub fn with_database(base: &str, database: &str) -> String {
-    let (main, query) = match base.split_once('?') {
-        Some((main, query)) => (main, Some(query)),
-        None => (base, None),
-    };
-    let scheme_end = main.find("://").map_or(0, |i| i + 3);
-    let server = match main[scheme_end..].find('/') {
-        Some(slash) => &main[..scheme_end + slash],
-        None => main,
-    };
-    match query {
-        Some(query) => format!("{server}/{database}?{query}"),
-        None => format!("{server}/{database}"),
-    }
-}
-
-/// A new, empty Postgres database; dropped (with its connections) when the guard drops.
-pub struct TestDatabase {
-    /// Its URL.
-    pub url: String,
-    name: String,
-}
-
-impl TestDatabase {
-    /// Creates `herald_test_<uuid>`.
-    pub async fn create() -> Self {
-        let name = format!("herald_test_{}", Uuid::new_v4().simple());
-        let admin_url = with_database(&test_database_url(), "postgres");
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to the test Postgres server");
-        // The name is generated above (hex digits only), so formatting it into SQL is safe.
-        let create = format!(r#"CREATE DATABASE "{name}""#);
-        admin
-            .execute(sqlx::raw_sql(AssertSqlSafe(create)))
-            .await
-            .expect("create the test database");
-        Self {
-            url: with_database(&test_database_url(), &name),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop cannot await: a short-lived runtime on its own thread does the clean-up.
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let admin_url = with_database(&test_database_url(), "postgres");
-                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    let drop = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
-                    let _ = admin.execute(sqlx::raw_sql(AssertSqlSafe(drop))).await;
-                }
-            });
-        });
-        let _ = cleanup.join();
-    }
-}
 
 /// A signing key written to a temporary PEM file (rewrite it to rotate).
 pub struct KeyFile {
@@ -154,42 +75,12 @@ pub struct TestApp {
     /// The signing key file.
     pub key_file: KeyFile,
     shutdown: CancellationToken,
-    _database: Option<TestDatabase>,
-    _sqlite_file: Option<SqliteFile>,
+    _database: TestDb,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-    }
-}
-
-/// A temporary SQLite database file (and its WAL companions), removed on drop.
-pub struct SqliteFile {
-    /// The file.
-    pub path: PathBuf,
-}
-
-impl SqliteFile {
-    /// A path for a new database file.
-    pub fn new() -> Self {
-        Self {
-            path: std::env::temp_dir()
-                .join(format!("herald-auth-test-{}.db", Uuid::new_v4().simple())),
-        }
-    }
-
-    /// `sqlite://<path>`.
-    pub fn url(&self) -> String {
-        format!("sqlite://{}", self.path.display())
-    }
-}
-
-impl Drop for SqliteFile {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
     }
 }
 
@@ -199,7 +90,7 @@ fn test_settings(database_url: String, key_file: &KeyFile) -> Settings {
         listen: "127.0.0.1:0".to_owned(),
         database_url: Secret::new(database_url),
         redis_url: Some(Secret::new(test_redis_url())),
-        redis_prefix: format!("herald-test-{}:", Uuid::new_v4().simple()),
+        redis_prefix: random_prefix(),
         jwt_private_key_file: Some(key_file.path.clone()),
         auto_migrate: true,
         ..Settings::default()
@@ -229,32 +120,26 @@ pub async fn spawn_app() -> TestApp {
 /// The auth service with test settings adjusted by `customize`.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     herald_service::telemetry::init_for_tests();
-    let database = TestDatabase::create().await;
+    let database = TestDb::create(Backend::Postgres).await;
     let key_file = KeyFile::new();
-    let mut settings = test_settings(database.url.clone(), &key_file);
+    let mut settings = test_settings(database.url(), &key_file);
     customize(&mut settings);
     let broker = broker_for(&settings);
-    start(settings, broker, key_file, Some(database), None).await
+    start(settings, broker, key_file, database).await
 }
 
 /// The embedded configuration: SQLite file and an in-memory broker shared with the test.
 pub async fn spawn_embedded_app() -> TestApp {
     herald_service::telemetry::init_for_tests();
-    let sqlite = SqliteFile::new();
+    let database = TestDb::create(Backend::Sqlite).await;
     let key_file = KeyFile::new();
-    let mut settings = test_settings(sqlite.url(), &key_file);
+    let mut settings = test_settings(database.url(), &key_file);
     settings.redis_url = None;
     let broker = Broker::memory();
-    start(settings, broker, key_file, None, Some(sqlite)).await
+    start(settings, broker, key_file, database).await
 }
 
-async fn start(
-    settings: Settings,
-    broker: Broker,
-    key_file: KeyFile,
-    database: Option<TestDatabase>,
-    sqlite: Option<SqliteFile>,
-) -> TestApp {
+async fn start(settings: Settings, broker: Broker, key_file: KeyFile, database: TestDb) -> TestApp {
     let app = Application::build_with_broker(settings.clone(), broker.clone())
         .await
         .expect("build the application");
@@ -264,18 +149,13 @@ async fn start(
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("http client"),
+        client: http_client(),
         state,
         broker,
         settings,
         key_file,
         shutdown,
         _database: database,
-        _sqlite_file: sqlite,
     }
 }
 
@@ -407,31 +287,6 @@ pub async fn tokens_of(response: reqwest::Response) -> Tokens {
             .as_str()
             .expect("refresh_token")
             .to_owned(),
-    }
-}
-
-/// The JSON body and status of a response.
-pub async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, body)
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

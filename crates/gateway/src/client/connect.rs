@@ -36,13 +36,22 @@ pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
 impl Client {
     pub(super) async fn connect(&mut self, id: u32, request: ConnectRequest) -> Handled {
         let grant = self.check_token(&request.token).await?;
+        // A connect retried on the same socket (after a temporary error) keeps its user and
+        // client id: the registry already files the connection under them.
+        let earlier = self.target.identity().cloned();
+        if earlier
+            .as_ref()
+            .is_some_and(|earlier| earlier.user != grant.user)
+        {
+            return Err(Failure::Close(DisconnectCode::BadRequest));
+        }
         if let Err(err) = self.admission.assign_user(grant.user) {
             tracing::info!(user = %grant.user, error = %err, "connection refused");
             return Err(Failure::Close(match err {
                 LimitReached::Node | LimitReached::User => DisconnectCode::ConnectionLimit,
             }));
         }
-        let client = ClientId::new();
+        let client = earlier.map_or_else(ClientId::new, |earlier| earlier.client);
         self.target.set_identity(fanout::Identity {
             user: grant.user,
             client,

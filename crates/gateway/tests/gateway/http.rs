@@ -1,5 +1,7 @@
 //! The per-process endpoints and the documentation page.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use crate::support::spawn_gateway;
 
 #[tokio::test]
@@ -52,4 +54,34 @@ async fn the_docs_page_is_served_offline_and_points_at_both_documents() {
         .unwrap();
     let bare = redirect.get(gw.http_url("/docs")).send().await.unwrap();
     assert_eq!(bare.status(), 308);
+}
+
+#[tokio::test]
+async fn the_web_client_folder_is_served_at_the_root() {
+    let folder =
+        std::env::temp_dir().join(format!("herald-web-{}", herald_common::ids::UserId::new()));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("index.html"),
+        "<!doctype html><title>Herald</title>",
+    )
+    .unwrap();
+    std::fs::write(folder.join("app.js"), "console.log('herald')").unwrap();
+    let web_dir = folder.clone();
+    let gw = crate::support::spawn_gateway_with(move |s| s.web_dir = web_dir).await;
+    let http = reqwest::Client::new();
+    let index = http.get(gw.http_url("/")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(
+        index
+            .text()
+            .await
+            .unwrap()
+            .contains("<title>Herald</title>")
+    );
+    let script = http.get(gw.http_url("/app.js")).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    // The WebSocket routes still win over the catch-all folder.
+    let (_client, _, _) = gw.connected_client("alice").await;
+    std::fs::remove_dir_all(folder).unwrap();
 }

@@ -1,6 +1,8 @@
 //! Recovery: missed publications come back in order, all or nothing; gaps make clients
 //! recover (unsubscribe 2500 for client-side subscriptions, close 3010 for server-side ones).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use herald_broker::{HistoryPolicy, PublishRequest};

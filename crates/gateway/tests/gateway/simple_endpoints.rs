@@ -1,5 +1,7 @@
 //! `/ws/chat/{room}` and `/ws/notifications/{channel}`: text lines for websocat and curl.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use herald_broker::{HistoryPolicy, PublishRequest};

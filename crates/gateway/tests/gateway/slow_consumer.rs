@@ -1,5 +1,7 @@
 //! A client that never reads is closed with 3008 and the gateway's memory stays bounded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use herald_broker::{HistoryPolicy, PublishRequest};
@@ -77,8 +79,8 @@ async fn a_client_that_never_reads_is_closed_with_3008_and_its_queue_stays_bound
     let stats = gw.gateway.stats();
     assert_eq!(stats.slow_closes, 1);
     assert!(
-        stats.peak_outbox_bytes <= 2 * QUEUE_LIMIT + 64 * 1024,
-        "queued bytes must stay bounded: {stats:?}"
+        stats.peak_outbox_bytes > QUEUE_LIMIT / 2 && stats.peak_outbox_bytes <= QUEUE_LIMIT,
+        "one connection's queue must stay under its limit: {stats:?}"
     );
     // Once the sleeper reads again, what was in flight drains and the close frame follows.
     match sleeper.ending().await {

@@ -3,6 +3,8 @@
 //! to the broker's key-value the way auth publishes its key set, and a small WebSocket
 //! client speaking the JSON protocol.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -89,6 +91,11 @@ pub async fn spawn_gateway_with(tweak: impl FnOnce(&mut Settings)) -> TestGatewa
 }
 
 impl TestGateway {
+    /// Stops the node as SIGTERM would.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://127.0.0.1:{}{path}", self.port)
     }

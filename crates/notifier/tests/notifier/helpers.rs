@@ -3,22 +3,18 @@
 //! the test's own (to stop), and the real tasks-api on a fresh Postgres database for the
 //! end-to-end tests.
 //!
-//! Servers are found through `HERALD_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) and
-//! `HERALD_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`; each test gets a
-//! database of its own, dropped at the end).
+//! The Redis prefixes, the private redis-server, databases and token minting come from
+//! `herald-test-support` (servers found through `HERALD_TEST_REDIS_URL` and
+//! `HERALD_TEST_DATABASE_URL`).
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use herald_auth::keys::{SigningKey, unix_now};
-use herald_broker::{Broker, HistoryQuery, RedisConfig};
-use herald_common::auth::KeySet;
+use herald_broker::{Broker, HistoryQuery};
 use herald_common::channel::ChannelName;
-use herald_common::claims::Claims;
 use herald_common::events::{Actor, DomainEvent, TASK_EVENTS_STREAM, TaskEventKind, TraceContext};
 use herald_common::ids::{EventId, TaskId, UserId};
 use herald_common::payload::TaskNotification;
@@ -26,37 +22,15 @@ use herald_common::task::{Task, TaskStatus};
 use herald_notifier::notify::EVENT_ID_TAG;
 use herald_notifier::{Notifier, Settings};
 use herald_service::Secret;
-use herald_service::tokens::KEY_SET_KV_KEY;
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+pub use herald_test_support::{
+    PrefixGuard, RedisServer, TestUser, eventually, random_prefix, redis_broker, test_redis_url,
+};
+use herald_test_support::{TestDatabase, TokenMinter};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use uuid::Uuid;
 
 /// Longest wait for something asynchronous to happen.
 pub const EVENTUALLY: Duration = Duration::from_secs(20);
-
-pub fn test_redis_url() -> String {
-    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-pub fn test_database_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-/// A fresh prefix, so tests never see each other's keys.
-pub fn random_prefix() -> String {
-    format!("herald-test-{}:", Uuid::new_v4().simple())
-}
-
-/// A broker on `url` under `prefix`, with short time-outs.
-pub fn redis_broker(url: &str, prefix: &str) -> Broker {
-    let mut config = RedisConfig::new(url).with_prefix(prefix);
-    config.connect_timeout = Duration::from_millis(500);
-    config.command_timeout = Duration::from_secs(1);
-    config.reconnect_max_delay = Duration::from_millis(200);
-    Broker::redis(&config).expect("redis config")
-}
 
 /// Notifier settings for tests: quick claims, short reads, generous board history.
 pub fn notifier_settings(redis_url: Option<&str>, prefix: &str) -> Settings {
@@ -162,117 +136,6 @@ impl NotifierProcess {
 impl Drop for NotifierProcess {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A redis-server of the test's own on a spare port, so the test can stop and restart it.
-pub struct RedisServer {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self { port, child: None };
-        server.restart().await;
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server; without persistence its data is gone.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server (again) on its port and waits until it answers.
-    pub async fn restart(&mut self) {
-        self.stop();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).unwrap();
-        for _ in 0..100 {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server on port {} did not start", self.port);
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Deletes every key under `prefix` when dropped (the shared test Redis stays clean).
-pub struct PrefixGuard {
-    pub url: String,
-    pub prefix: String,
-}
-
-impl Drop for PrefixGuard {
-    fn drop(&mut self) {
-        let (url, prefix) = (self.url.clone(), self.prefix.clone());
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let Ok(client) = redis::Client::open(url) else {
-                    return;
-                };
-                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-                    return;
-                };
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{prefix}*"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    let _ = redis::cmd("DEL")
-                        .arg(keys)
-                        .query_async::<i64>(&mut conn)
-                        .await;
-                }
-            });
-        });
-        let _ = cleanup.join();
     }
 }
 
@@ -385,24 +248,6 @@ pub async fn pending(url: &str, prefix: &str, group: &str) -> u64 {
     }
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The event ids of `publications`, checked to be all different.
 pub fn distinct_event_ids(publications: &[Published]) -> std::collections::HashSet<String> {
     let ids: std::collections::HashSet<String> = publications
@@ -417,74 +262,11 @@ pub fn distinct_event_ids(publications: &[Published]) -> std::collections::HashS
     ids
 }
 
-/// A new, empty Postgres database; dropped when the guard drops.
-pub struct TestDatabase {
-    pub url: String,
-    name: String,
-}
-
-fn with_database(base: &str, database: &str) -> String {
-    let (main, query) = base
-        .split_once('?')
-        .map_or((base, None), |(main, query)| (main, Some(query)));
-    let scheme_end = main.find("://").map_or(0, |i| i + 3);
-    let server = main[scheme_end..]
-        .find('/')
-        .map_or(main, |slash| &main[..scheme_end + slash]);
-    match query {
-        Some(query) => format!("{server}/{database}?{query}"),
-        None => format!("{server}/{database}"),
-    }
-}
-
-impl TestDatabase {
-    pub async fn create() -> Self {
-        let name = format!("herald_test_{}", Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&with_database(&test_database_url(), "postgres"))
-            .await
-            .expect("connect to the test Postgres server");
-        // The name is hex digits generated above, so formatting it into SQL is safe.
-        admin
-            .execute(sqlx::raw_sql(AssertSqlSafe(format!(
-                r#"CREATE DATABASE "{name}""#
-            ))))
-            .await
-            .expect("create the test database");
-        Self {
-            url: with_database(&test_database_url(), &name),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                if let Ok(mut admin) =
-                    PgConnection::connect(&with_database(&test_database_url(), "postgres")).await
-                {
-                    let drop = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
-                    let _ = admin.execute(sqlx::raw_sql(AssertSqlSafe(drop))).await;
-                }
-            });
-        });
-        let _ = cleanup.join();
-    }
-}
-
 /// The real tasks-api on a fresh database, with tokens minted by auth's key type.
 pub struct TasksService {
     pub address: String,
     pub client: reqwest::Client,
-    key: SigningKey,
+    key: TokenMinter,
     shutdown: CancellationToken,
     _database: TestDatabase,
 }
@@ -493,14 +275,6 @@ impl Drop for TasksService {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-/// A user and a token for it.
-#[derive(Debug, Clone)]
-pub struct TestUser {
-    pub id: UserId,
-    pub name: String,
-    pub token: String,
 }
 
 impl TasksService {
@@ -518,14 +292,8 @@ impl TasksService {
         };
         settings.outbox.fallback_interval = Duration::from_millis(500);
         settings.outbox.retry_max_delay = Duration::from_millis(200);
-        let key = SigningKey::generate();
-        let set = KeySet {
-            keys: vec![key.jwk().clone()],
-        };
-        redis_broker(redis_url, prefix)
-            .kv_set(KEY_SET_KV_KEY, &serde_json::to_string(&set).unwrap(), None)
-            .await
-            .expect("publish the key set");
+        let key = TokenMinter::new();
+        key.publish(&redis_broker(redis_url, prefix)).await;
         let app = herald_tasks_api::Application::build_with_broker(
             settings,
             redis_broker(redis_url, prefix),
@@ -544,14 +312,9 @@ impl TasksService {
         }
     }
 
+    /// A user with a token valid for 15 minutes (default issuer and audience).
     pub fn user(&self, name: &str) -> TestUser {
-        let id = UserId::new();
-        let claims = Claims::new(&id, name, "herald", "herald", unix_now(), 900);
-        TestUser {
-            id,
-            name: name.to_owned(),
-            token: self.key.sign(&claims).unwrap(),
-        }
+        self.key.user(name, "herald", "herald")
     }
 
     /// `POST /tasks`; returns the status and body.

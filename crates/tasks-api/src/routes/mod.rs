@@ -9,11 +9,11 @@ pub mod tasks;
 
 use std::sync::OnceLock;
 
-use actix_web::{App, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use herald_service::error::{json_config, path_config, query_config};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_actix_web::{AppExt as _, service_config::ServiceConfig};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::state::TasksApi;
 
@@ -85,19 +85,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, api: &TasksApi) {
 
 /// The OpenAPI 3 document of tasks-api.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = App::new()
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .configure(|cfg| mount(cfg, None))
-        .split_for_parts();
-    api
+    herald_service::openapi::document(ApiDoc::openapi(), |cfg| mount(cfg, None))
 }
 
 /// `GET /openapi/tasks.json`. The document is a constant of the code, rendered once.
 async fn openapi_json() -> HttpResponse {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let json = DOCUMENT.get_or_init(|| openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(json.clone())
+    herald_service::openapi::serve_json(&DOCUMENT, openapi)
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use herald_common::ids::{TaskId, UserId};
 use herald_common::task::Task;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -84,10 +84,7 @@ impl PgBatch {
 impl PgStore {
     /// A lazily connecting pool.
     pub(super) fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(acquire_timeout)
-            .connect_lazy(url)?;
+        let pool = herald_service::db::postgres_pool(url, acquire_timeout)?;
         Ok(Self { pool })
     }
 

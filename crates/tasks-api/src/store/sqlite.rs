@@ -4,12 +4,11 @@
 //! Each write transaction starts with its write, so SQLite takes the write lock at once and
 //! concurrent writers queue on the busy timeout instead of failing a lock upgrade.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use herald_common::ids::{TaskId, UserId};
 use herald_common::task::Task;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -29,20 +28,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file named by `url`.
     pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(acquire_timeout);
-        let path = options.get_filename();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(acquire_timeout)
-            .connect_with(options)
-            .await?;
+        let pool = herald_service::db::sqlite_pool(url, acquire_timeout).await?;
         Ok(Self { pool })
     }
 

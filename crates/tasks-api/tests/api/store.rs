@@ -12,39 +12,32 @@ use herald_tasks_api::store::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::helpers::{SqliteFile, TestDatabase};
+use herald_test_support::{Backend, TestDb};
 
-/// A migrated store and whatever keeps its database alive.
+/// A migrated store and the database that keeps it alive.
 pub struct Fixture {
     pub store: Store,
-    _database: Option<TestDatabase>,
-    _file: Option<SqliteFile>,
+    _database: TestDb,
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let database = TestDb::create(backend).await;
+    let store = Store::connect(&database.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    Fixture {
+        store,
+        _database: database,
+    }
 }
 
 pub async fn postgres() -> Fixture {
-    let database = TestDatabase::create().await;
-    let store = Store::connect(&database.url, Duration::from_secs(5))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    Fixture {
-        store,
-        _database: Some(database),
-        _file: None,
-    }
+    fixture(Backend::Postgres).await
 }
 
 pub async fn sqlite() -> Fixture {
-    let file = SqliteFile::new();
-    let store = Store::connect(&file.url(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    Fixture {
-        store,
-        _database: None,
-        _file: Some(file),
-    }
+    fixture(Backend::Sqlite).await
 }
 
 /// Runs one scenario against both backends.
