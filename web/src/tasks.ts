@@ -35,6 +35,11 @@ export class TaskBoard {
   private onlyMine = h('input', { type: 'checkbox', 'aria-label': 'Only tasks assigned to me' });
   private loadState = h('p', { class: 'board-state' });
   private highlight: string | null = null;
+  /** Rendered cards by task id, reused while nothing they show changed (so an open picker
+   *  or a focused control survives other tasks' updates). */
+  private cards = new Map<string, { key: string; element: HTMLElement }>();
+  /** Tasks changed live while a reload is in flight (the list may predate them). */
+  private changedDuringReload: Set<string> | null = null;
 
   constructor(
     private auth: Auth,
@@ -130,6 +135,8 @@ export class TaskBoard {
   /** Loads every task over REST (on first subscribe, and whenever recovery was not possible). */
   async reload() {
     this.deleted.clear();
+    const changed = new Set<string>();
+    this.changedDuringReload = changed;
     this.loadState.textContent = 'Loading…';
     try {
       const tasks = await this.auth.listTasks();
@@ -139,15 +146,18 @@ export class TaskBoard {
         const known = this.tasks.get(task.id);
         fresh.set(task.id, known && known.version > task.version ? known : task);
       }
-      // Tasks created live while the list was loading are newer than the list.
-      for (const [id, task] of this.tasks) {
-        if (!fresh.has(id) && !this.deleted.has(id) && parseTime(task.created_at)! >= new Date(Date.now() - 60_000)) fresh.set(id, task);
+      // Tasks created or changed live while the list was loading are newer than the list.
+      for (const id of changed) {
+        const task = this.tasks.get(id);
+        if (task && !fresh.has(id) && !this.deleted.has(id)) fresh.set(id, task);
       }
       this.tasks = fresh;
       this.loadState.textContent = '';
       this.render();
     } catch (error) {
       this.loadState.textContent = `Could not load tasks: ${messageOf(error)}`;
+    } finally {
+      if (this.changedDuringReload === changed) this.changedDuringReload = null;
     }
   }
 
@@ -174,6 +184,7 @@ export class TaskBoard {
     if (this.deleted.has(task.id)) return;
     const known = this.tasks.get(task.id);
     if (known && known.version >= task.version) return;
+    this.changedDuringReload?.add(task.id);
     this.tasks.set(task.id, task);
     this.render();
   }
@@ -183,11 +194,27 @@ export class TaskBoard {
     const sorted = [...this.tasks.values()]
       .filter((task) => !mine || task.assignee === this.session.userId)
       .sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : -1));
+    const shown = new Set<string>();
     for (const { status } of COLUMNS) {
-      const cards = sorted.filter((task) => task.status === status).map((task) => this.card(task));
+      const cards = sorted
+        .filter((task) => task.status === status)
+        .map((task) => {
+          shown.add(task.id);
+          return this.cachedCard(task);
+        });
       replaceChildren(this.columns.get(status)!, ...(cards.length ? cards : [h('li', { class: 'cards-empty' }, 'Nothing here')]));
       this.counts.get(status)!.textContent = String(cards.length);
     }
+    for (const id of this.cards.keys()) if (!shown.has(id)) this.cards.delete(id);
+  }
+
+  private cachedCard(task: Task): HTMLElement {
+    const key = [task.version, task.status, this.users.nameOf(task.assignee), this.users.nameOf(task.created_by), this.highlight === task.id].join('|');
+    const cached = this.cards.get(task.id);
+    if (cached && cached.key === key) return cached.element;
+    const element = this.card(task);
+    this.cards.set(task.id, { key, element });
+    return element;
   }
 
   private card(task: Task): HTMLElement {
@@ -266,6 +293,7 @@ export class TaskBoard {
       this.upsert(await this.auth.updateTask(task.id, patch));
     } catch (error) {
       notify(`"${task.title}" not changed: ${messageOf(error)}`, 'error');
+      this.cards.delete(task.id);
       this.render();
     }
   }
