@@ -20,7 +20,8 @@
 //! - **Presence** with expiry, refreshed by whoever holds the client.
 //! - **Domain-event streams** read through consumer groups (at-least-once, with reclaim of
 //!   entries a dead consumer left pending).
-//! - **Key-value** strings, for the signing-key set.
+//! - **Key-value** strings, for the signing-key set, and **tables** of expiring entries,
+//!   for what gateway nodes announce to each other (`/api/info`, `/api/channels`).
 //!
 //! Redis layout and scripts are described in the `redis` module; every key and pub/sub
 //! channel starts with the configured prefix ([`RedisConfig::prefix`], default `herald:`).
@@ -291,6 +292,29 @@ impl Broker {
     /// Deletes `key`; returns whether it existed.
     pub async fn kv_delete(&self, key: &str) -> BrokerResult<bool> {
         dispatch!(self, broker => broker.kv_delete(key).await)
+    }
+
+    /// Records `value` under `field` of the shared table `table` for `ttl` (Redis: a hash
+    /// `<prefix>table:{<table>}` with an expiry sorted set, like presence). Writing again
+    /// refreshes the entry; gateway nodes use it to announce themselves and their channels.
+    pub async fn table_put(
+        &self,
+        table: &str,
+        field: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> BrokerResult<()> {
+        dispatch!(self, broker => broker.table_put(table, field, value, ttl).await)
+    }
+
+    /// The live entries of `table` (expired ones are dropped), by field.
+    pub async fn table_entries(&self, table: &str) -> BrokerResult<BTreeMap<String, String>> {
+        dispatch!(self, broker => broker.table_entries(table).await)
+    }
+
+    /// Removes `field` from `table` (nothing when it is absent).
+    pub async fn table_remove(&self, table: &str, field: &str) -> BrokerResult<()> {
+        dispatch!(self, broker => broker.table_remove(table, field).await)
     }
 
     /// Opens the subscriber side: a [`Subscriber`] and the receiver of its events, holding

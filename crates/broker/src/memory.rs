@@ -72,8 +72,13 @@ struct Shared {
     next_node_id: AtomicU64,
     streams: Mutex<HashMap<String, Arc<EventStream>>>,
     kv: Mutex<HashMap<String, KvEntry>>,
+    /// Shared tables: table -> field -> (value, expiry).
+    tables: Mutex<HashMap<String, Table>>,
     idle_epoch_ttl: Duration,
 }
+
+/// One shared table: field -> (value, expiry).
+type Table = HashMap<String, (String, Instant)>;
 
 struct ChannelMap {
     map: HashMap<ChannelName, Arc<Mutex<ChannelState>>>,
@@ -240,6 +245,7 @@ impl MemoryBroker {
                 next_node_id: AtomicU64::new(1),
                 streams: Mutex::new(HashMap::new()),
                 kv: Mutex::new(HashMap::new()),
+                tables: Mutex::new(HashMap::new()),
                 idle_epoch_ttl: DEFAULT_IDLE_EPOCH_TTL,
             }),
         }
@@ -495,6 +501,48 @@ impl MemoryBroker {
         let now = Instant::now();
         let removed = lock(&self.shared.kv).remove(key);
         Ok(removed.is_some_and(|entry| entry.expires.is_none_or(|at| at > now)))
+    }
+
+    pub(crate) async fn table_put(
+        &self,
+        table: &str,
+        field: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> BrokerResult<()> {
+        let expires = Instant::now() + ttl;
+        lock(&self.shared.tables)
+            .entry(table.to_owned())
+            .or_default()
+            .insert(field.to_owned(), (value.to_owned(), expires));
+        Ok(())
+    }
+
+    pub(crate) async fn table_entries(
+        &self,
+        table: &str,
+    ) -> BrokerResult<BTreeMap<String, String>> {
+        let now = Instant::now();
+        let mut tables = lock(&self.shared.tables);
+        let Some(entries) = tables.get_mut(table) else {
+            return Ok(BTreeMap::new());
+        };
+        entries.retain(|_, (_, expires)| *expires > now);
+        let live = entries
+            .iter()
+            .map(|(field, (value, _))| (field.clone(), value.clone()))
+            .collect();
+        if entries.is_empty() {
+            tables.remove(table);
+        }
+        Ok(live)
+    }
+
+    pub(crate) async fn table_remove(&self, table: &str, field: &str) -> BrokerResult<()> {
+        if let Some(entries) = lock(&self.shared.tables).get_mut(table) {
+            entries.remove(field);
+        }
+        Ok(())
     }
 
     pub(crate) async fn stream_append(&self, stream: &str, payload: &str) -> BrokerResult<String> {

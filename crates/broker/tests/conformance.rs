@@ -72,6 +72,7 @@ conformance!(
     a_blocking_read_waits_for_an_append,
     a_blocking_read_returns_nothing_when_nothing_arrives,
     key_value_entries_are_stored_expire_and_are_deleted,
+    table_entries_are_listed_refreshed_expire_and_are_removed,
 );
 
 async fn ping_succeeds(h: &Harness) {
@@ -968,4 +969,29 @@ async fn key_value_entries_are_stored_expire_and_are_deleted(h: &Harness) {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.broker.kv_get("short").await.unwrap(), None);
+}
+
+async fn table_entries_are_listed_refreshed_expire_and_are_removed(h: &Harness) {
+    assert!(h.broker.table_entries("nodes").await.unwrap().is_empty());
+    let long = Duration::from_secs(60);
+    h.broker.table_put("nodes", "a", "1", long).await.unwrap();
+    h.broker.table_put("nodes", "b", "2", long).await.unwrap();
+    h.broker.table_put("nodes", "a", "3", long).await.unwrap();
+    h.broker.table_put("other", "c", "4", long).await.unwrap();
+    let entries = h.broker.table_entries("nodes").await.unwrap();
+    assert_eq!(
+        entries.into_iter().collect::<Vec<_>>(),
+        [("a".to_owned(), "3".to_owned()), ("b".to_owned(), "2".to_owned())]
+    );
+    h.broker.table_remove("nodes", "b").await.unwrap();
+    h.broker.table_remove("nodes", "missing").await.unwrap();
+    h.broker
+        .table_put("nodes", "short", "5", Duration::from_millis(150))
+        .await
+        .unwrap();
+    assert_eq!(h.broker.table_entries("nodes").await.unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entries = h.broker.table_entries("nodes").await.unwrap();
+    assert_eq!(entries.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(h.broker.table_entries("other").await.unwrap().len(), 1);
 }

@@ -3,7 +3,7 @@
 //!
 //! ```json
 //! {"type":"revoke_user","user":"…"}
-//! {"type":"disconnect_user","user":"…","client":"…","disconnect":{"code":4000,"reason":"bye","reconnect":true}}
+//! {"type":"disconnect_user","user":"…","client":"…","keep":["…"],"disconnect":{"code":4000,"reason":"bye","reconnect":true}}
 //! ```
 //! auth sends `revoke_user` on logout; the gateway's `/api/disconnect` sends
 //! `disconnect_user`, so the node that holds the session acts on it whichever node took
@@ -34,6 +34,9 @@ pub enum ControlMessage {
         /// Only this connection, when set.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client: Option<ClientId>,
+        /// Connections to leave alone (the server API's `whitelist`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keep: Vec<ClientId>,
         /// Close code, reason and reconnect advice.
         disconnect: Disconnect,
     },
@@ -56,8 +59,13 @@ impl ControlMessage {
             ControlMessage::DisconnectUser {
                 user: target,
                 client: only,
+                keep,
                 ..
-            } => target == user && only.as_ref().is_none_or(|only| only == client),
+            } => {
+                target == user
+                    && only.as_ref().is_none_or(|only| only == client)
+                    && !keep.contains(client)
+            }
         }
     }
 
@@ -127,6 +135,7 @@ mod tests {
         let every_session = ControlMessage::DisconnectUser {
             user: alice,
             client: None,
+            keep: Vec::new(),
             disconnect: DisconnectCode::ForceNoReconnect.to_disconnect(),
         };
         let value: Value = serde_json::to_value(&every_session).unwrap();
@@ -136,6 +145,16 @@ mod tests {
             json!({"code": 3503, "reason": "force disconnect"})
         );
         assert!(every_session.applies_to(&alice, &ClientId::new()));
+
+        let kept = ClientId::new();
+        let all_but_one = ControlMessage::DisconnectUser {
+            user: alice,
+            client: None,
+            keep: vec![kept],
+            disconnect: DisconnectCode::ForceNoReconnect.to_disconnect(),
+        };
+        assert!(!all_but_one.applies_to(&alice, &kept));
+        assert!(all_but_one.applies_to(&alice, &ClientId::new()));
     }
 
     #[test]

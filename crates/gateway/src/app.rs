@@ -25,6 +25,7 @@ pub struct Application {
     server: Server,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    drain: CancellationToken,
     gateway: Gateway,
 }
 
@@ -95,11 +96,18 @@ impl Application {
             shutdown.clone(),
             server.handle(),
         ));
+        let drain = CancellationToken::new();
+        tracker.spawn(drain_then_stop(
+            gateway.clone(),
+            drain.clone(),
+            shutdown.clone(),
+        ));
         Ok(Self {
             port,
             server,
             tracker,
             shutdown,
+            drain,
             gateway,
         })
     }
@@ -114,10 +122,17 @@ impl Application {
         &self.gateway
     }
 
-    /// Cancelling it stops the process: connections are closed with 3001, the server stops,
-    /// the background loops end.
+    /// Cancelling it stops the process at once: connections are closed with 3001, the server
+    /// stops, the background loops end.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Cancelling it (SIGTERM) drains the node ([`Gateway::drain`]: no new connections,
+    /// `/readyz` fails, 3001 spread over the drain window), then stops it as
+    /// [`Self::shutdown_token`] does.
+    pub fn drain_token(&self) -> CancellationToken {
+        self.drain.clone()
     }
 
     /// Serves until the shutdown token fires, then waits for the background loops.
@@ -127,5 +142,18 @@ impl Application {
         self.tracker.close();
         self.tracker.wait().await;
         Ok(result?)
+    }
+}
+
+/// Waits for `drain`, drains the node, then fires `shutdown` (unless it fired first).
+async fn drain_then_stop(gateway: Gateway, drain: CancellationToken, shutdown: CancellationToken) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = drain.cancelled() => {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = gateway.drain() => shutdown.cancel(),
+            }
+        }
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! ```ignore
 //! let gateway = Gateway::new(settings, broker, verifier);   // inside a Tokio runtime
-//! gateway.spawn_background(&tracker, shutdown.clone());       // the fan-out loop, metrics, drain
+//! gateway.spawn_background(&tracker, shutdown.clone());       // fan-out, metrics, announcements
+//! // on SIGTERM: gateway.drain().await, then shutdown.cancel()
 //! App::new().configure(|cfg| gateway.configure(cfg))          // routes, on any actix-web app
 //!           .configure(|cfg| gateway.configure_web_client(cfg)) // `/` last: it matches everything
 //! ```
@@ -15,15 +16,19 @@
 //! - [`client`]: `/connection/websocket`, the Centrifugo client protocol v2 (JSON);
 //! - [`simple`]: `/ws/chat/{room}` and `/ws/notifications/{channel}`, text lines;
 //! - [`subscription`]: subscribing without loss or reordering, shared by both;
+//! - [`api`]: `/api/*`, the server API for the user's own backend; [`node`]: what each node
+//!   announces to the others (`/api/info`, `/api/channels`);
 //! - [`fanout`]: the hub, per-subscription slots, bounded outboxes with one writer per
 //!   connection, and the task that turns broker events into deliveries;
 //! - [`policy`]: the channel table; [`token`]: tokens at the edge; [`origin`]: the Origin
 //!   allow-list; [`registry`]: connection limits and the user index; [`ratelimit`];
 //! - [`settings`], [`metrics`], [`web`] (`/docs` and the web client), [`state`].
 
+pub mod api;
 pub mod client;
 pub mod fanout;
 pub mod metrics;
+pub mod node;
 pub mod origin;
 pub mod policy;
 pub mod ratelimit;
@@ -57,6 +62,9 @@ use crate::state::Shared;
 /// How often gauges that are sampled rather than tracked are exported.
 const METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often a drain checks whether its last connections are gone.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
 /// The gateway of one node: cheap to clone, every clone shares the state.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -77,10 +85,11 @@ impl Gateway {
         &self.shared.settings
     }
 
-    /// Mounts `/connection/websocket`, `/ws/chat/{room}`, `/ws/notifications/{channel}` and
-    /// `/docs`.
+    /// Mounts `/connection/websocket`, `/ws/chat/{room}`, `/ws/notifications/{channel}`,
+    /// `/api/*` and `/docs`.
     pub fn configure(&self, cfg: &mut actix::ServiceConfig) {
         cfg.app_data(actix::Data::from(Arc::clone(&self.shared)))
+            .configure(api::configure)
             .route("/connection/websocket", actix::get().to(client::websocket))
             .route("/ws/chat/{room}", actix::get().to(simple::chat))
             .route(
@@ -96,8 +105,9 @@ impl Gateway {
         web::configure_web_client(cfg, &self.shared.settings.web_dir);
     }
 
-    /// Starts the fan-out loop, the metrics sampler and the shutdown closer on `tracker`;
-    /// each stops when `shutdown` fires (connections are closed with 3001 then).
+    /// Starts the fan-out loop, the metrics sampler, the node's announcements and the
+    /// shutdown closer on `tracker`; each stops when `shutdown` fires (connections still open
+    /// are closed with 3001 then; [`Gateway::drain`] first spreads those closes out).
     pub fn spawn_background(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
         let events = self
             .shared
@@ -127,6 +137,10 @@ impl Gateway {
                 }
             }
         });
+        tracker.spawn(node::run_announcer(
+            Arc::clone(&self.shared),
+            shutdown.clone(),
+        ));
         let gateway = self.clone();
         tracker.spawn(async move {
             shutdown.cancelled().await;
@@ -134,13 +148,69 @@ impl Gateway {
         });
     }
 
-    /// The readiness check of this service: Redis answers.
+    /// The readiness checks of this service: the node is not draining, Redis answers.
     pub fn readiness(&self) -> Readiness {
         let broker = self.shared.broker.clone();
-        Readiness::new().with_check("redis", move || {
-            let broker = broker.clone();
-            async move { broker.ping().await.map_err(|err| err.to_string()) }
-        })
+        let shared = Arc::clone(&self.shared);
+        Readiness::new()
+            .with_check("accepting", move || {
+                let draining = shared.is_draining();
+                async move {
+                    if draining {
+                        Err("draining: the node is shutting down".to_owned())
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .with_check("redis", move || {
+                let broker = broker.clone();
+                async move { broker.ping().await.map_err(|err| err.to_string()) }
+            })
+    }
+
+    /// Drains the node (SIGTERM, design section 6): new WebSockets get HTTP 503 and
+    /// `/readyz` fails from now on; open connections are closed with 3001 (shutdown,
+    /// reconnect) one after another, spread evenly over the drain window, so their clients
+    /// reconnect to other nodes gradually rather than all at once. Returns once every
+    /// connection is gone, or the close timeout after the window. Calling it again does
+    /// nothing.
+    pub async fn drain(&self) {
+        let shared = &self.shared;
+        if !shared.start_draining() {
+            return;
+        }
+        let window = shared.settings.drain_window;
+        let targets = shared.registry.all();
+        let count = targets.len();
+        tracing::info!(
+            connections = count,
+            window_secs = window.as_secs_f64(),
+            "draining: closing connections with 3001 over the drain window"
+        );
+        let started = tokio::time::Instant::now();
+        for (index, target) in targets.into_iter().enumerate() {
+            let at = started + window.mul_f64(index as f64 / count as f64);
+            tokio::time::sleep_until(at).await;
+            target
+                .outbox
+                .close(DisconnectCode::Shutdown.to_disconnect());
+        }
+        // Connections admitted while the flag was being set.
+        self.close_all(DisconnectCode::Shutdown.to_disconnect());
+        let deadline = tokio::time::Instant::now() + shared.settings.limits.close_timeout;
+        while !shared.registry.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        tracing::info!(
+            remaining = shared.registry.len(),
+            "drained; stopping"
+        );
+    }
+
+    /// Whether the node is draining.
+    pub fn is_draining(&self) -> bool {
+        self.shared.is_draining()
     }
 
     /// Closes every connection of this node with `disconnect`.

@@ -19,7 +19,9 @@ use serde_json::value::RawValue;
 /// Settings come from HERALD_* environment variables over an optional TOML file over
 /// defaults; docs/protocol.md lists them. Key ones: HERALD_LISTEN, HERALD_REDIS_URL,
 /// HERALD_REDIS_PREFIX, HERALD_PING_INTERVAL, HERALD_PONG_TIMEOUT, HERALD_CONNECT_TIMEOUT,
-/// HERALD_ALLOWED_ORIGINS, HERALD_WEB_DIR, HERALD_LIMITS__*, HERALD_CHANNELS__*.
+/// HERALD_ALLOWED_ORIGINS, HERALD_WEB_DIR, HERALD_API_KEY (server API at /api/*; unset:
+/// disabled), HERALD_DRAIN_WINDOW (on SIGTERM, clients are closed with 3001 over this many
+/// seconds; a second signal stops at once), HERALD_LIMITS__*, HERALD_CHANNELS__*.
 #[derive(Debug, Parser)]
 #[command(name = "herald-gateway", version, about, long_about)]
 struct Cli {
@@ -57,8 +59,12 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "herald-gateway listening");
+    let drain = app.drain_token();
     let shutdown = app.shutdown_token();
     actix_web::rt::spawn(async move {
+        // The first signal drains (HERALD_DRAIN_WINDOW); a second one stops at once.
+        herald_service::shutdown::wait_for_signal().await;
+        drain.cancel();
         herald_service::shutdown::wait_for_signal().await;
         shutdown.cancel();
     });

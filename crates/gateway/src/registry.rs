@@ -84,6 +84,11 @@ impl Registry {
         self.lock().by_user.get(user).cloned().unwrap_or_default()
     }
 
+    /// Distinct users with an authenticated connection.
+    pub fn user_count(&self) -> usize {
+        self.lock().by_user.len()
+    }
+
     /// Every open connection.
     pub fn all(&self) -> Vec<Arc<Target>> {
         self.lock().all.values().cloned().collect()
@@ -161,6 +166,7 @@ mod tests {
         assert_eq!(second.assign_user(alice), Err(LimitReached::User));
         assert_eq!(registry.admit(&target()).unwrap_err(), LimitReached::Node);
         assert_eq!(registry.of_user(&alice).len(), 1);
+        assert_eq!(registry.user_count(), 1);
         drop(first);
         assert!(registry.of_user(&alice).is_empty());
         second.assign_user(alice).unwrap();

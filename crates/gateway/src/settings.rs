@@ -51,6 +51,24 @@ pub struct Settings {
     pub limits: Limits,
     /// The channel table (`HERALD_CHANNELS__<NAMESPACE>__*`).
     pub channels: ChannelSettings,
+    /// Key of the server API (`HERALD_API_KEY`); `None` disables `/api/*` (HTTP 404).
+    pub api_key: Option<Secret<String>>,
+    /// On SIGTERM, clients are closed with 3001 spread evenly over this window
+    /// (`HERALD_DRAIN_WINDOW`, seconds).
+    #[serde(with = "seconds")]
+    pub drain_window: Duration,
+    /// This node's name in `/api/info` (`HERALD_NODE_NAME`); default: `HOSTNAME`, else
+    /// `herald-gateway`.
+    pub node_name: Option<String>,
+    /// How often the node announces its counts to the other nodes (`/api/info`,
+    /// `/api/channels`) through the broker (`HERALD_NODE_INFO_INTERVAL`, seconds); an
+    /// announcement lives three intervals.
+    #[serde(with = "seconds")]
+    pub node_info_interval: Duration,
+    /// How often positioned subscriptions are checked against their channel's stream
+    /// (`HERALD_POSITION_CHECK_INTERVAL`, seconds).
+    #[serde(with = "seconds")]
+    pub position_check_interval: Duration,
 }
 
 impl Default for Settings {
@@ -69,6 +87,11 @@ impl Default for Settings {
             web_dir: PathBuf::from("web/dist"),
             limits: Limits::default(),
             channels: ChannelSettings::default(),
+            api_key: None,
+            drain_window: Duration::from_secs(10),
+            node_name: None,
+            node_info_interval: Duration::from_secs(5),
+            position_check_interval: Duration::from_secs(10),
         }
     }
 }
@@ -196,5 +219,14 @@ impl Settings {
     /// Loads the settings: defaults < `config_file` < `HERALD_*` variables.
     pub fn load(config_file: Option<&std::path::Path>) -> Result<Self, config::ConfigError> {
         config::load(config_file)
+    }
+
+    /// The node's name in `/api/info`.
+    pub fn node_name(&self) -> String {
+        self.node_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "herald-gateway".to_owned())
     }
 }

@@ -8,8 +8,8 @@
 //! The token comes from `Authorization: Bearer` or `?token=` (query tokens are never
 //! logged). Refusals happen before the upgrade, as plain HTTP: 401 without a valid token,
 //! 403 for a channel the user may not read (or a foreign Origin), 404 for an unknown one,
-//! 429 / 503 at the per-user / per-node connection limit. Once open, the connection gets
-//! WebSocket pings; a rate-limited or failed chat message is answered with a line starting
+//! 429 / 503 at the per-user / per-node connection limit, 503 while the node drains. Once
+//! open, the connection gets WebSocket pings; a rate-limited or failed chat message is answered with a line starting
 //! with `* `. Gaps close with 3010, an expired token with 3005, silence with 3012.
 
 use std::sync::Arc;
@@ -135,6 +135,13 @@ async fn authorize(
     if !shared.origins.allows(req) {
         tracing::info!(uri = %redacted_uri(req), "websocket refused: origin not allowed");
         return Err(ApiError::forbidden("origin not allowed"));
+    }
+    if shared.is_draining() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RestErrorCode::Internal,
+            "this node is shutting down; connect to another one",
+        ));
     }
     let token = token::request_token(req).ok_or_else(|| ApiError::unauthorized("missing token"))?;
     let grant = match token::verify(&shared.verifier, &token).await {

@@ -1,6 +1,7 @@
 //! The node's shared state, built once by [`crate::Gateway::new`] and handed to every
 //! handler and task as an `Arc` (no globals).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use herald_broker::{Broker, BrokerEvent, Subscriber};
@@ -9,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::fanout::hub::Hub;
 use crate::metrics::NodeStats;
+use crate::node::Node;
 use crate::origin::Origins;
 use crate::policy::ChannelPolicy;
 use crate::registry::Registry;
@@ -41,6 +43,10 @@ pub struct Shared {
     pub origins: Origins,
     /// The subscriber's events, until the fan-out task takes them.
     pub events: Mutex<Option<mpsc::Receiver<BrokerEvent>>>,
+    /// This node's identity and channel counts (`/api/info`, `/api/channels`).
+    pub node: Node,
+    /// Set once the node drains (SIGTERM): new WebSockets get HTTP 503, `/readyz` fails.
+    draining: AtomicBool,
 }
 
 impl Shared {
@@ -57,10 +63,24 @@ impl Shared {
             hub: Arc::new(Hub::default()),
             stats: Arc::new(NodeStats::default()),
             events: Mutex::new(Some(events)),
+            node: Node::new(settings.node_name()),
+            draining: AtomicBool::new(false),
             settings,
             broker,
             subscriber,
             verifier,
         }
+    }
+}
+
+impl Shared {
+    /// Whether the node is draining: it accepts no new connection.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Starts draining; returns `false` when it already was.
+    pub fn start_draining(&self) -> bool {
+        !self.draining.swap(true, Ordering::AcqRel)
     }
 }

@@ -84,6 +84,7 @@ pub async fn attach(
         return Err(err.into());
     }
     shared.stats.subscribed();
+    shared.node.channel_joined(channel);
     Ok(slot)
 }
 
@@ -131,6 +132,7 @@ pub async fn abandon(shared: &Shared, target: &Target, channel: &ChannelName, sl
     slot.end();
     if shared.hub.remove(channel, target.id).is_some() {
         shared.stats.unsubscribed();
+        shared.node.channel_left(channel);
         shared.subscriber.unsubscribe(channel).await;
     }
 }

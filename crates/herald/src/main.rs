@@ -36,7 +36,9 @@ const SERVER_SHUTDOWN_SECS: u64 = 10;
 ///
 /// Every setting of the four services applies (HERALD_* environment variables over an
 /// optional TOML file over defaults; see docs/operations.md). The options below override
-/// the settings all four share.
+/// the settings all four share. Migrations are applied at start. With a SQLite file and no
+/// HERALD_JWT_PRIVATE_KEY_FILE, the token signing key is kept beside the database
+/// (signing-key.pem, made on first start), so restarts keep everyone signed in.
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about, long_about)]
 struct Cli {

@@ -42,6 +42,8 @@ pub(crate) async fn run_relay(api: TasksApi, shutdown: CancellationToken) {
     let settings = api.settings.outbox.clone();
     let mut listener: Option<PgListener> = None;
     let mut retry_delay = FIRST_RETRY_DELAY;
+    // The gauges exist from the start, not only after the first round has finished.
+    record_backlog(&api.store).await;
     loop {
         if let Store::Postgres(store) = &api.store
             && listener.is_none()

@@ -16,6 +16,8 @@
 //! | `<prefix>control` | pub/sub channel for node-wide control messages |
 //! | `<prefix><stream>` | a domain-event stream, e.g. `herald:events:tasks` |
 //! | `<prefix>kv:<key>` | key-value entries (signing-key sets) |
+//! | `<prefix>table:{<table>}` | hash: field -> value of a shared table (gateway nodes) |
+//! | `<prefix>table:{<table>}:exp` | sorted set: field by expiry (ms) |
 
 use herald_common::channel::ChannelName;
 
@@ -88,6 +90,14 @@ impl Keys {
 
     pub(crate) fn kv(&self, key: &str) -> String {
         format!("{}kv:{key}", self.prefix)
+    }
+
+    pub(crate) fn table(&self, table: &str) -> String {
+        format!("{}table:{{{table}}}", self.prefix)
+    }
+
+    pub(crate) fn table_expiry(&self, table: &str) -> String {
+        format!("{}table:{{{table}}}:exp", self.prefix)
     }
 }
 

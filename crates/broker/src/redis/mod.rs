@@ -397,6 +397,49 @@ impl RedisBroker {
         Ok(removed > 0)
     }
 
+    pub(crate) async fn table_put(
+        &self,
+        table: &str,
+        field: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> BrokerResult<()> {
+        // A table is laid out like a channel's presence (hash + expiry sorted set), so the
+        // presence scripts serve it unchanged.
+        let mut invocation = PRESENCE_ADD_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.inner.keys.table(table))
+            .key(self.inner.keys.table_expiry(table))
+            .arg(field)
+            .arg(value)
+            .arg(millis(ttl));
+        self.run(|mut conn| async move { invocation.invoke_async::<i64>(&mut conn).await })
+            .await
+            .map(drop)
+    }
+
+    pub(crate) async fn table_entries(&self, table: &str) -> BrokerResult<BTreeMap<String, String>> {
+        let mut invocation = PRESENCE_GET_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.inner.keys.table(table))
+            .key(self.inner.keys.table_expiry(table));
+        let entries: Vec<(String, String)> = self
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(entries.into_iter().collect())
+    }
+
+    pub(crate) async fn table_remove(&self, table: &str, field: &str) -> BrokerResult<()> {
+        let mut invocation = PRESENCE_REMOVE_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.inner.keys.table(table))
+            .key(self.inner.keys.table_expiry(table))
+            .arg(field);
+        self.run(|mut conn| async move { invocation.invoke_async::<i64>(&mut conn).await })
+            .await
+            .map(drop)
+    }
+
     pub(crate) async fn stream_append(&self, stream: &str, payload: &str) -> BrokerResult<String> {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.inner.keys.stream(stream));

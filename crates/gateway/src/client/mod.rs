@@ -41,6 +41,10 @@ pub async fn websocket(
         tracing::info!(uri = %redacted_uri(&req), "websocket refused: origin not allowed");
         return Ok(HttpResponse::Forbidden().finish());
     }
+    if shared.is_draining() {
+        // The node is shutting down: the client (or the proxy in front) tries another node.
+        return Ok(HttpResponse::ServiceUnavailable().finish());
+    }
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let shared = shared.into_inner();
     let limits = &shared.settings.limits;
