@@ -981,7 +981,10 @@ async fn table_entries_are_listed_refreshed_expire_and_are_removed(h: &Harness) 
     let entries = h.broker.table_entries("nodes").await.unwrap();
     assert_eq!(
         entries.into_iter().collect::<Vec<_>>(),
-        [("a".to_owned(), "3".to_owned()), ("b".to_owned(), "2".to_owned())]
+        [
+            ("a".to_owned(), "3".to_owned()),
+            ("b".to_owned(), "2".to_owned())
+        ]
     );
     h.broker.table_remove("nodes", "b").await.unwrap();
     h.broker.table_remove("nodes", "missing").await.unwrap();

@@ -202,10 +202,7 @@ impl Gateway {
         while !shared.registry.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        tracing::info!(
-            remaining = shared.registry.len(),
-            "drained; stopping"
-        );
+        tracing::info!(remaining = shared.registry.len(), "drained; stopping");
     }
 
     /// Whether the node is draining.

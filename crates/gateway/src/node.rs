@@ -154,7 +154,9 @@ pub async fn withdraw(shared: &Shared) {
     };
     match tokio::time::timeout(WITHDRAW_TIMEOUT, removals).await {
         Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::debug!(error = %err, "node announcement not withdrawn; it will expire"),
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "node announcement not withdrawn; it will expire")
+        }
         Err(_) => tracing::debug!("node announcement not withdrawn in time; it will expire"),
     }
 }

@@ -16,15 +16,20 @@
 //! reclaim; after `max_deliveries` it is dropped with an error log. A payload that is not
 //! a domain event is dropped at once.
 //!
+//! Traces (when exported): each event is a `notifier.handle` span, child of the event's
+//! `trace`, with one `notifier.publish` span per publication, whose context replaces the
+//! event's in the publication's tags.
+//!
 //! Shutdown: the loop finishes the event in hand (publications and acknowledgement), then
 //! returns; events read but not started stay pending for another replica to claim.
 
 use std::time::{Duration, Instant};
 
-use herald_broker::{Broker, BrokerError, StreamEntry};
+use herald_broker::{Broker, BrokerError, PublishRequest, StreamEntry};
 use herald_common::channel::ChannelKind;
-use herald_common::events::{DomainEvent, TASK_EVENTS_STREAM};
+use herald_common::events::{DomainEvent, TASK_EVENTS_STREAM, TraceContext};
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, Span};
 
 use crate::notify;
 use crate::state::Notifier;
@@ -198,7 +203,28 @@ async fn handle(notifier: &Notifier, entry: &StreamEntry, shutdown: &Cancellatio
             return acknowledge(notifier, entry, shutdown).await;
         }
     };
-    let outgoing = match notify::publications(&event, &notifier.settings) {
+    let span = tracing::info_span!(
+        "notifier.handle",
+        otel.kind = "consumer",
+        event.id = %event.id,
+        "event.type" = event.kind.as_str(),
+        messaging.message.id = %entry.id,
+    );
+    herald_service::trace::set_parent(&span, &event.trace);
+    publish_and_acknowledge(notifier, entry, &event, shutdown)
+        .instrument(span)
+        .await
+}
+
+/// Publishes the notifications of `event`, then acknowledges its entry.
+async fn publish_and_acknowledge(
+    notifier: &Notifier,
+    entry: &StreamEntry,
+    event: &DomainEvent,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let settings = &notifier.settings.notifier;
+    let outgoing = match notify::publications(event, &notifier.settings) {
         Ok(outgoing) => outgoing,
         Err(err) => {
             tracing::error!(event = %event.id, error = %err, "encoding the notification failed");
@@ -208,10 +234,17 @@ async fn handle(notifier: &Notifier, entry: &StreamEntry, shutdown: &Cancellatio
     };
     let mut backoff = Backoff::new(settings.retry_max_delay);
     for publication in outgoing {
+        let span = tracing::info_span!(
+            "notifier.publish",
+            otel.kind = "producer",
+            messaging.destination.name = %publication.channel,
+        );
+        let request = traced(&span, publication.request);
         loop {
             match notifier
                 .broker
-                .publish(&publication.channel, publication.request.clone())
+                .publish(&publication.channel, request.clone())
+                .instrument(span.clone())
                 .await
             {
                 Ok(result) => {
@@ -253,6 +286,19 @@ async fn handle(notifier: &Notifier, entry: &StreamEntry, shutdown: &Cancellatio
         tracing::debug!(event = %event.id, kind = %event.kind, entry = %entry.id, "event handled");
     }
     outcome
+}
+
+/// `request` with the trace context of its publish span in its tags, when traces are
+/// exported: each gateway's delivery span then hangs below it. Otherwise the tags keep the
+/// event's own context.
+fn traced(span: &Span, mut request: PublishRequest) -> PublishRequest {
+    if let Some(trace) = herald_service::trace::context_of(span) {
+        request.tags.remove(TraceContext::TRACESTATE);
+        for (name, value) in trace.pairs() {
+            request.tags.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    request
 }
 
 /// Acknowledges `entry`, retrying while the broker is unreachable. Giving up on shutdown

@@ -4,7 +4,10 @@
 //! Layout:
 //! - [`config`]: layered typed settings (defaults < `--config FILE` < `HERALD_*`), shared
 //!   setting types ([`JwtSettings`], [`TrustedProxies`]) and [`Secret`] for values never logged.
-//! - [`telemetry`]: JSON logs filtered by `RUST_LOG`.
+//! - [`telemetry`]: JSON logs filtered by `RUST_LOG`, and OTLP trace export when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! - [`trace`]: the W3C trace context between processes (spans' parents from `traceparent`,
+//!   spans' contexts into events and publications) and the HTTP server span middleware.
 //! - [`metrics`]: the process-wide Prometheus recorder, `/metrics`, an HTTP metrics middleware.
 //! - [`health`]: `/healthz`, `/readyz` with pluggable [`Readiness`] checks, and
 //!   [`configure_ops`] mounting both plus `/metrics`.
@@ -34,6 +37,7 @@ pub mod shutdown;
 pub mod standalone;
 pub mod telemetry;
 pub mod tokens;
+pub mod trace;
 
 pub use client_ip::{ClientIp, TrustedProxies};
 pub use config::{ConfigArgs, ConfigError, Environment, ExternalTokenSettings, JwtSettings};

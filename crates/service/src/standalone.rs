@@ -13,7 +13,9 @@ use anyhow::Context as _;
 use herald_broker::{Broker, RedisConfig};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{Readiness, Secret, configure_ops, error::not_found, metrics, shutdown};
+use crate::{
+    Readiness, Secret, configure_ops, error::not_found, metrics, shutdown, telemetry, trace,
+};
 
 /// The broker a service's settings ask for: Redis when `HERALD_REDIS_URL` is set and not
 /// empty (keys under `redis_prefix`), else in memory (only useful when every service that
@@ -53,7 +55,8 @@ impl std::fmt::Debug for Standalone {
 
 impl Standalone {
     /// Installs the metrics recorder, binds `listen` and starts serving the per-process
-    /// endpoints (with `readiness`) and the routes `configure` mounts, with `workers` worker
+    /// endpoints (with `readiness`) and the routes `configure` mounts (each request in a
+    /// server span when traces are exported), with `workers` worker
     /// threads (actix-web's default, one per core, when `None`). Requests are answered once
     /// [`Self::run_until_stopped`] is awaited; cancelling [`Self::shutdown_token`] stops the
     /// server gracefully.
@@ -72,6 +75,7 @@ impl Standalone {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(middleware::from_fn(metrics::http_metrics))
+                .wrap(middleware::from_fn(trace::http_trace))
                 .configure(|cfg| configure_ops(cfg, readiness.clone(), metrics.clone()))
                 .configure(configure.clone())
                 .default_service(web::to(not_found))
@@ -108,7 +112,7 @@ impl Standalone {
     }
 
     /// Serves until SIGTERM/SIGINT (or [`Self::shutdown_token`] is cancelled), lets in-flight
-    /// requests finish, then waits for the background loops.
+    /// requests finish, then waits for the background loops and exports the last spans.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let on_signal = self.shutdown.clone();
         let signals = tokio::spawn(async move {
@@ -122,6 +126,7 @@ impl Standalone {
         signals.abort();
         self.tracker.close();
         self.tracker.wait().await;
+        telemetry::flush();
         Ok(result?)
     }
 }

@@ -1,31 +1,186 @@
-//! Structured logs (design section 7).
+//! Structured logs and trace export (design section 7).
 //!
-//! One JSON object per line on stdout, filtered by `RUST_LOG` (default `info`). OTLP trace
-//! export plugs in here later, so services keep calling only [`init`].
+//! One JSON object per line on stdout, filtered by `RUST_LOG` (default `info`). When
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set and not empty, spans are also exported over OTLP
+//! (HTTP/protobuf, `<endpoint>/v1/traces`) with the resource attributes `service.name`,
+//! `service.version` and `service.instance.id`, and every log line written inside a span
+//! carries its `trace_id` and `span_id`. Without it nothing is exported and logs are as they
+//! were: [`crate::trace::enabled`] is the switch the hot paths check.
+//!
+//! The OpenTelemetry layer has its own filter: Herald's spans and events at `info` and above,
+//! whatever `RUST_LOG` says, so quieting the logs never breaks a trace.
+//!
+//! Services call [`init`] at start and [`flush`] on the way out (the standalone server does the
+//! latter), which exports the spans still buffered.
 
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use std::sync::OnceLock;
 
-/// Installs the process-wide JSON log subscriber for `service` (its name is logged once at
-/// start-up). Calling it again, e.g. from a second service in the same process, is harmless.
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::FilterFn;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+
+/// The variable that turns trace export on: the collector's base URL.
+pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// The tracer provider of this process, kept so [`flush`] can reach it. The subscriber it
+/// feeds is process-wide too, so there is no narrower owner for it.
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Installs the process-wide subscriber for `service` (its name is logged once at start-up
+/// and is the `service.name` of its spans). Calling it again, e.g. from a second service in
+/// the same process, is harmless.
 pub fn init(service: &'static str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_target(true),
-        )
-        .try_init()
-        .is_ok();
-    if installed {
-        tracing::info!(
-            service,
-            version = env!("CARGO_PKG_VERSION"),
-            "logging initialised"
-        );
+    let endpoint = std::env::var(OTLP_ENDPOINT_VAR)
+        .ok()
+        .filter(|endpoint| !endpoint.trim().is_empty());
+    let mut export_error = None;
+    let provider = endpoint
+        .as_ref()
+        .and_then(|_| match otlp_provider(service) {
+            Ok(provider) => Some(provider),
+            Err(err) => {
+                export_error = Some(err);
+                None
+            }
+        });
+    let logs = fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_target(true)
+        .map_event_format(WithTraceIds)
+        .with_filter(filter);
+    let installed = match &provider {
+        Some(provider) => tracing_subscriber::registry()
+            .with(logs)
+            .with(otel_layer(provider))
+            .try_init()
+            .is_ok(),
+        None => tracing_subscriber::registry().with(logs).try_init().is_ok(),
+    };
+    if !installed {
+        return;
+    }
+    if let Some(provider) = provider {
+        crate::trace::enable();
+        let _first = PROVIDER.set(provider);
+    }
+    tracing::info!(
+        service,
+        version = env!("CARGO_PKG_VERSION"),
+        traces = endpoint.as_deref().unwrap_or("off"),
+        "logging initialised"
+    );
+    if let Some(err) = export_error {
+        tracing::warn!(error = %err, "trace export is off: the OTLP exporter could not be built");
+    }
+}
+
+/// Exports the spans still buffered (waits at most a few seconds). Services call it on the
+/// way out; it does nothing when traces are not exported, and calling it again is harmless.
+pub fn flush() {
+    if let Some(provider) = PROVIDER.get()
+        && let Err(err) = provider.force_flush()
+    {
+        tracing::debug!(error = %err, "exporting the last spans failed");
+    }
+}
+
+/// The OTLP/HTTP exporter (configured by the standard `OTEL_EXPORTER_OTLP_*` variables) on a
+/// batching provider.
+fn otlp_provider(service: &'static str) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource(service))
+        .build())
+}
+
+/// `service.name`, `service.version` and `service.instance.id` (host name, process id and a
+/// random suffix, unique per start); `OTEL_RESOURCE_ATTRIBUTES` adds to them.
+fn resource(service: &'static str) -> Resource {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let instance = format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>(),
+    );
+    Resource::builder()
+        .with_service_name(service)
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("service.instance.id", instance),
+        ])
+        .build()
+}
+
+/// Herald's spans and events at `info` and above: what a trace shows.
+fn exported(metadata: &Metadata<'_>) -> bool {
+    metadata.target().starts_with("herald") && *metadata.level() <= Level::INFO
+}
+
+/// The layer turning `tracing` spans into OpenTelemetry spans of `provider`.
+fn otel_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + use<S>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("herald"))
+        .with_filter(FilterFn::new(exported))
+}
+
+/// Wraps the JSON event format: when the event happens inside an exported span, the line
+/// starts with `"trace_id"` and `"span_id"` (W3C hex) so logs and traces join up.
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+    N: for<'writer> FormatFields<'writer> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        if !crate::trace::enabled() {
+            return self.0.format_event(ctx, writer, event);
+        }
+        // Entering a span makes its OpenTelemetry context current (context activation).
+        let ids = opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let span_context = span.span_context();
+            span_context
+                .is_valid()
+                .then(|| (span_context.trace_id(), span_context.span_id()))
+        });
+        let Some((trace_id, span_id)) = ids else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(
+                writer,
+                "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",{rest}"
+            ),
+            None => writer.write_str(&line),
+        }
     }
 }
 
@@ -40,4 +195,37 @@ pub fn init_for_tests() {
         .with(filter)
         .with(fmt::layer().with_test_writer())
         .try_init();
+}
+
+/// For tests that check the spans a flow produces (feature `testing`): installs the
+/// subscriber with spans going to an in-memory exporter, finished spans available at once,
+/// and turns [`crate::trace::enabled`] on. Returns the exporter; later calls in the same
+/// process return the same one. Logs as in [`init_for_tests`].
+#[cfg(feature = "testing")]
+pub fn init_for_tests_with_spans() -> opentelemetry_sdk::trace::InMemorySpanExporter {
+    static EXPORTER: OnceLock<opentelemetry_sdk::trace::InMemorySpanExporter> = OnceLock::new();
+    EXPORTER
+        .get_or_init(|| {
+            let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+            let provider = SdkTracerProvider::builder()
+                .with_simple_exporter(exporter.clone())
+                .with_resource(resource("herald-test"))
+                .build();
+            let logs = std::env::var_os("TEST_LOG").map(|_| {
+                fmt::layer().with_test_writer().with_filter(
+                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("debug")),
+                )
+            });
+            let installed = tracing_subscriber::registry()
+                .with(logs)
+                .with(otel_layer(&provider))
+                .try_init()
+                .is_ok();
+            if installed {
+                crate::trace::enable();
+                let _first = PROVIDER.set(provider);
+            }
+            exporter
+        })
+        .clone()
 }

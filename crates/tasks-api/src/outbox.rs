@@ -15,15 +15,20 @@
 //! (age of the oldest unsent row), `herald_tasks_outbox_relayed_total`,
 //! `herald_tasks_outbox_relay_errors_total` and `herald_tasks_outbox_lag_duration_seconds`
 //! (commit to append).
+//!
+//! Traces: each append is an `outbox.relay` span, child of the event's `trace` (the span that
+//! wrote it), when traces are exported.
 
 use std::time::Duration;
 
-use herald_common::events::TASK_EVENTS_STREAM;
+use herald_common::events::{TASK_EVENTS_STREAM, TraceContext};
+use serde::Deserialize;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, Span};
 
 use crate::state::TasksApi;
-use crate::store::{self, Store};
+use crate::store::{self, OutboxRow, Store};
 
 /// First pause after a failed round; it doubles up to the configured maximum.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
@@ -129,6 +134,7 @@ async fn relay_round(api: &TasksApi) -> Round {
             match api
                 .broker
                 .stream_append(TASK_EVENTS_STREAM, &row.payload)
+                .instrument(relay_span(row))
                 .await
             {
                 Ok(_) => {
@@ -161,6 +167,30 @@ async fn relay_round(api: &TasksApi) -> Round {
             return Round::Drained;
         }
     }
+}
+
+/// The span of one append, child of the span that wrote the event (its `trace`); a disabled
+/// span when traces are not exported, so the payload is not parsed for nothing.
+fn relay_span(row: &OutboxRow) -> Span {
+    /// The one member of the payload the span needs.
+    #[derive(Deserialize)]
+    struct Traced {
+        #[serde(default)]
+        trace: TraceContext,
+    }
+    if !herald_service::trace::enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "outbox.relay",
+        otel.kind = "producer",
+        event.id = %row.event_id,
+        messaging.destination.name = TASK_EVENTS_STREAM,
+    );
+    if let Ok(Traced { trace }) = serde_json::from_str(&row.payload) {
+        herald_service::trace::set_parent(&span, &trace);
+    }
+    span
 }
 
 /// Updates the backlog gauges.

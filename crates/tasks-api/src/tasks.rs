@@ -5,12 +5,16 @@
 //! `If-Match` precondition, compute the new state, then write it conditionally on the
 //! version that was read, together with its outbox event. If another writer got there
 //! first the whole step is repeated on the new state (a stale `If-Match` then gives 412).
+//!
+//! The write runs in an `outbox.insert` span; when traces are exported, the event carries
+//! that span's context, so everything the event causes joins the request's trace.
 
 use herald_common::events::{Actor, DomainEvent, TaskEventKind, TraceContext};
 use herald_common::ids::{EventId, TaskId, UserId};
 use herald_common::task::{Task, TaskStatus};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use crate::domain::{InvalidField, NewTask, TaskPatch, may_delete, may_update};
 use crate::error::TasksError;
@@ -143,7 +147,8 @@ impl TasksApi {
         .into();
         let now = store::now();
         let task = new.into_task(actor.id, now);
-        let event = outbox_event(TaskEventKind::Created, actor, &task, trace)?;
+        let span = insert_span(TaskEventKind::Created, &task);
+        let event = outbox_event(TaskEventKind::Created, actor, &task, traced(&span, trace))?;
         let record = key
             .map(|key| {
                 anyhow::Ok(IdempotencyRecord {
@@ -157,6 +162,7 @@ impl TasksApi {
         match self
             .store
             .create_task(&task, &event, record.as_ref())
+            .instrument(span)
             .await?
         {
             CreateOutcome::Created => {
@@ -243,10 +249,12 @@ impl TasksApi {
             let Some((next, kind)) = patch.apply(&current, store::now()) else {
                 return Ok(current);
             };
-            let event = outbox_event(kind, actor, &next, trace.clone())?;
+            let span = insert_span(kind, &next);
+            let event = outbox_event(kind, actor, &next, traced(&span, trace.clone()))?;
             match self
                 .store
                 .update_task(&next, current.version, &event)
+                .instrument(span)
                 .await?
             {
                 WriteOutcome::Done => {
@@ -276,8 +284,19 @@ impl TasksApi {
                 ));
             }
             check_precondition(if_match, &current)?;
-            let event = outbox_event(TaskEventKind::Deleted, actor, &current, trace.clone())?;
-            match self.store.delete_task(id, current.version, &event).await? {
+            let span = insert_span(TaskEventKind::Deleted, &current);
+            let event = outbox_event(
+                TaskEventKind::Deleted,
+                actor,
+                &current,
+                traced(&span, trace.clone()),
+            )?;
+            match self
+                .store
+                .delete_task(id, current.version, &event)
+                .instrument(span)
+                .await?
+            {
                 WriteOutcome::Done => {
                     self.written(TaskEventKind::Deleted);
                     tracing::info!(task = %id, user = %actor.id, "task deleted");
@@ -305,6 +324,21 @@ fn check_precondition(if_match: Option<&IfMatch>, current: &Task) -> Result<(), 
         }
         _ => Ok(()),
     }
+}
+
+/// The span of one change's transaction: the task and its event written to the outbox.
+fn insert_span(kind: TaskEventKind, task: &Task) -> tracing::Span {
+    tracing::info_span!(
+        "outbox.insert",
+        "event.type" = kind.as_str(),
+        task.id = %task.id,
+    )
+}
+
+/// The trace context the event carries: the insert span's when traces are exported (so the
+/// relay's and the notifier's spans hang below it), else the request's.
+fn traced(span: &tracing::Span, request: TraceContext) -> TraceContext {
+    herald_service::trace::context_of(span).unwrap_or(request)
 }
 
 /// The domain event of a change, ready for the outbox. It happens at the task's

@@ -418,7 +418,10 @@ impl RedisBroker {
             .map(drop)
     }
 
-    pub(crate) async fn table_entries(&self, table: &str) -> BrokerResult<BTreeMap<String, String>> {
+    pub(crate) async fn table_entries(
+        &self,
+        table: &str,
+    ) -> BrokerResult<BTreeMap<String, String>> {
         let mut invocation = PRESENCE_GET_SCRIPT.prepare_invoke();
         invocation
             .key(self.inner.keys.table(table))

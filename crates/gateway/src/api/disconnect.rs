@@ -27,7 +27,10 @@ pub async fn disconnect(
     Ok(answer(announce(&shared, request).await))
 }
 
-async fn announce(shared: &Shared, request: DisconnectRequest) -> Result<EmptyResult, ProtocolError> {
+async fn announce(
+    shared: &Shared,
+    request: DisconnectRequest,
+) -> Result<EmptyResult, ProtocolError> {
     let message = control_message(request)?;
     let payload = message.encode().map_err(|err| {
         tracing::error!(error = %err, "control message not encodable");
@@ -87,7 +90,8 @@ mod tests {
     #[test]
     fn a_user_is_disconnected_with_force_disconnect_by_default() {
         let user = UserId::new();
-        let message = control_message(request(serde_json::json!({"user": user.to_string()}))).unwrap();
+        let message =
+            control_message(request(serde_json::json!({"user": user.to_string()}))).unwrap();
         assert_eq!(message.disconnect().code, 3503);
         assert!(message.applies_to(&user, &ClientId::new()));
     }

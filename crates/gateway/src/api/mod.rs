@@ -92,7 +92,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse<BoxBody> {
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Disabled => response.json(ErrorBody::new(RestCode::NotFound, self.to_string())),
+            ApiError::Disabled => {
+                response.json(ErrorBody::new(RestCode::NotFound, self.to_string()))
+            }
             ApiError::Unauthorized => {
                 response.json(ErrorBody::new(RestCode::Unauthorized, self.to_string()))
             }
@@ -135,7 +137,9 @@ fn authorize(req: &HttpRequest) -> Result<Authorized, ApiError> {
                 .and_then(|value| value.strip_prefix("apikey "))
         })
         .ok_or(ApiError::Unauthorized)?;
-    if expected.expose().is_empty() || !constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
+    if expected.expose().is_empty()
+        || !constant_time_eq(given.as_bytes(), expected.expose().as_bytes())
+    {
         return Err(ApiError::Unauthorized);
     }
     Ok(Authorized)

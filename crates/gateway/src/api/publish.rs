@@ -46,7 +46,9 @@ pub async fn publish(
         tags: &request.tags,
         skip_history: request.skip_history,
     };
-    Ok(answer(publish_one(&shared, &request.channel, &content).await))
+    Ok(answer(
+        publish_one(&shared, &request.channel, &content).await,
+    ))
 }
 
 /// `POST /api/broadcast`.

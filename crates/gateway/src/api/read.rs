@@ -102,9 +102,7 @@ pub async fn history(
                 epoch: history.position.epoch,
                 offset: history.position.offset,
             }),
-            Err(BrokerError::UnrecoverablePosition) => {
-                Err(ErrorCode::UnrecoverablePosition.into())
-            }
+            Err(BrokerError::UnrecoverablePosition) => Err(ErrorCode::UnrecoverablePosition.into()),
             Err(err) => Err(internal(&err)),
         }
     };

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Format;
 use super::hub::{ChannelEntry, Continuity, Hub};
+use super::outbox::Wakes;
 use super::slot::SlotKind;
 use crate::metrics::NodeStats;
 use crate::registry::Registry;
@@ -57,8 +58,13 @@ impl Dispatcher {
     }
 
     /// Consumes `events` until `shutdown` fires or the broker subscriber is gone.
+    ///
+    /// Each batch of events is delivered before the writers are woken (every
+    /// [`super::outbox::WAKE_AFTER`] deliveries at the latest): a writer then joins what
+    /// the batch queued for it into one frame.
     pub async fn run(self, mut events: mpsc::Receiver<BrokerEvent>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut wakes = Wakes::default();
         loop {
             let received = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -69,23 +75,34 @@ impl Dispatcher {
                 return;
             }
             for event in batch.drain(..) {
-                self.handle(event);
+                self.deliver(event, &mut wakes);
+                if wakes.due() {
+                    wakes.flush();
+                }
             }
+            wakes.flush();
         }
     }
 
-    /// Delivers one event.
+    /// Delivers one event and wakes the writers.
     pub fn handle(&self, event: BrokerEvent) {
+        let mut wakes = Wakes::default();
+        self.deliver(event, &mut wakes);
+        wakes.flush();
+    }
+
+    /// Delivers one event; the writers' wake-ups go into `wakes`.
+    fn deliver(&self, event: BrokerEvent, wakes: &mut Wakes) {
         match event {
             BrokerEvent::Publication {
                 channel,
                 publication,
                 epoch,
             } => {
-                self.publication(&channel, &publication, &epoch);
+                self.publication(&channel, &publication, &epoch, wakes);
             }
-            BrokerEvent::Join { channel, info } => self.join_leave(&channel, &info, true),
-            BrokerEvent::Leave { channel, info } => self.join_leave(&channel, &info, false),
+            BrokerEvent::Join { channel, info } => self.join_leave(&channel, &info, true, wakes),
+            BrokerEvent::Leave { channel, info } => self.join_leave(&channel, &info, false, wakes),
             BrokerEvent::GapPossible { channel } => {
                 self.hub
                     .with_channel(channel.as_str(), |entry| self.gap(&channel, entry));
@@ -94,7 +111,13 @@ impl Dispatcher {
         }
     }
 
-    fn publication(&self, channel: &ChannelName, publication: &Publication, epoch: &str) {
+    fn publication(
+        &self,
+        channel: &ChannelName,
+        publication: &Publication,
+        epoch: &str,
+        wakes: &mut Wakes,
+    ) {
         self.hub.with_channel(channel.as_str(), |entry| {
             match entry.advance(epoch, publication.offset) {
                 Continuity::InOrder => {}
@@ -109,13 +132,13 @@ impl Dispatcher {
                 if let Some(message) = encoded.get(member.target.format) {
                     member
                         .slot
-                        .deliver(&member.target, publication.offset, message);
+                        .deliver(&member.target, publication.offset, message, wakes);
                 }
             }
         });
     }
 
-    fn join_leave(&self, channel: &ChannelName, info: &ClientInfo, join: bool) {
+    fn join_leave(&self, channel: &ChannelName, info: &ClientInfo, join: bool, wakes: &mut Wakes) {
         self.hub.with_channel(channel.as_str(), |entry| {
             let mut message: Option<ByteString> = None;
             for member in entry.members.values() {
@@ -137,7 +160,7 @@ impl Dispatcher {
                     }
                 }
                 if let Some(message) = &message {
-                    member.slot.deliver(&member.target, 0, message);
+                    member.slot.deliver(&member.target, 0, message, wakes);
                 }
             }
         });

@@ -70,7 +70,11 @@ impl ChannelEntry {
             }
             Some(_) => Continuity::Gap,
         };
-        *last = Some((epoch.to_owned(), offset));
+        match &mut *last {
+            // Same epoch: only the offset moves (no allocation per publication).
+            Some((last_epoch, last_offset)) if last_epoch == epoch => *last_offset = offset,
+            other => *other = Some((epoch.to_owned(), offset)),
+        }
         continuity
     }
 

@@ -53,6 +53,13 @@ pub struct Outbox {
     stats: Arc<NodeStats>,
 }
 
+/// Queue capacity (messages) an idle connection keeps; more is released when it goes idle.
+const IDLE_QUEUE_CAPACITY: usize = 16;
+
+/// Deliveries after which the fan-out wakes the writers it has queued for, so that a long
+/// burst does not hold back the first messages.
+pub const WAKE_AFTER: usize = 16 * 1024;
+
 /// Queue growth reported to the node's peak statistic in steps of this many bytes, so the
 /// shared counter is not touched on every push.
 const PEAK_STEP: usize = 4096;
@@ -66,6 +73,10 @@ struct State {
     close: Option<Disconnect>,
     /// The writer ended: nothing is accepted any more.
     finished: bool,
+    /// The writer was told (or is about to be told) that there is work: it is writing, or a
+    /// wake-up is on its way. Only the push that sets it wakes the writer, so a burst of
+    /// messages costs one wake-up, not one per message.
+    scheduled: bool,
 }
 
 /// What the writer does next.
@@ -95,8 +106,26 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues one encoded message. Never waits.
+    /// Queues one encoded message and wakes the writer if needed. Never waits.
     pub fn push(&self, message: ByteString) -> Result<(), Refused> {
+        if self.enqueue(message)? {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues one encoded message without waking the writer; `Ok(true)` when the caller
+    /// must call [`Outbox::wake`] later (see [`Wakes`]). Never waits.
+    pub fn push_deferred(&self, message: ByteString) -> Result<bool, Refused> {
+        self.enqueue(message)
+    }
+
+    /// Wakes the writer after [`Outbox::push_deferred`] answered `true`.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn enqueue(&self, message: ByteString) -> Result<bool, Refused> {
         let len = message.len();
         let mut state = self.lock();
         if state.finished || state.close.is_some() {
@@ -106,18 +135,15 @@ impl Outbox {
             self.overflow(&mut state);
             return Err(Refused::Slow);
         }
-        let was_empty = state.queue.is_empty();
         state.queue.push_back(message);
         state.bytes += len;
         if state.bytes >= state.reported_peak + PEAK_STEP {
             state.reported_peak = state.bytes;
             self.stats.queue_peak(state.bytes);
         }
-        drop(state);
-        if was_empty {
-            self.wake.notify_one();
-        }
-        Ok(())
+        let wake = !state.scheduled;
+        state.scheduled = true;
+        Ok(wake)
     }
 
     /// Bytes queued right now.
@@ -175,7 +201,15 @@ impl Outbox {
         let Some(first) = state.queue.pop_front() else {
             return match state.close.clone() {
                 Some(close) => Next::Close(close),
-                None => Next::Idle,
+                None => {
+                    // Going idle: the next push wakes the writer. A queue that grew in a
+                    // burst gives its memory back (idle connections are the common case).
+                    state.scheduled = false;
+                    if state.queue.capacity() > IDLE_QUEUE_CAPACITY {
+                        state.queue = VecDeque::new();
+                    }
+                    Next::Idle
+                }
             };
         };
         let mut taken = first.len();
@@ -200,6 +234,46 @@ impl Outbox {
         let mut state = self.lock();
         state.finished = true;
         self.drop_queue(&mut state);
+    }
+}
+
+/// Outboxes that got messages through [`Outbox::push_deferred`] and still need their
+/// wake-up: the fan-out delivers a whole batch of publications first and then wakes each
+/// writer once, so a writer finds many messages to join into one frame instead of being
+/// woken (across threads) for each. Dropping it wakes whatever is pending.
+#[derive(Debug, Default)]
+pub struct Wakes {
+    pending: Vec<Arc<Outbox>>,
+    deliveries: usize,
+}
+
+impl Wakes {
+    /// Queues `message` on `outbox`, remembering it for a wake-up when needed. A refused
+    /// push needs nothing: the connection is closing (and its writer was woken for that).
+    pub fn push(&mut self, outbox: &Arc<Outbox>, message: ByteString) {
+        if let Ok(true) = outbox.push_deferred(message) {
+            self.pending.push(Arc::clone(outbox));
+        }
+        self.deliveries += 1;
+    }
+
+    /// Whether enough was delivered since the last [`Wakes::flush`] to wake the writers now.
+    pub fn due(&self) -> bool {
+        self.deliveries >= WAKE_AFTER
+    }
+
+    /// Wakes every pending writer.
+    pub fn flush(&mut self) {
+        for outbox in self.pending.drain(..) {
+            outbox.wake();
+        }
+        self.deliveries = 0;
+    }
+}
+
+impl Drop for Wakes {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -229,6 +303,9 @@ pub async fn run_writer(
     close_timeout: Duration,
     done: CancellationToken,
 ) {
+    // Handles looked up once per connection instead of once per frame.
+    let messages_out = ::metrics::counter!(metrics::MESSAGES_OUT);
+    let frames_out = ::metrics::counter!(metrics::FRAMES_OUT);
     let mut batch = Vec::new();
     loop {
         match outbox.next(std::mem::take(&mut batch)) {
@@ -251,8 +328,8 @@ pub async fn run_writer(
                 if !sent {
                     break;
                 }
-                ::metrics::counter!(metrics::MESSAGES_OUT).increment(count);
-                ::metrics::counter!(metrics::FRAMES_OUT).increment(1);
+                messages_out.increment(count);
+                frames_out.increment(1);
             }
             Next::Close(disconnect) => {
                 metrics::disconnect(disconnect.close_code());
@@ -301,6 +378,33 @@ mod tests {
         assert_eq!(outbox.push("c".into()), Err(Refused::Closed));
         assert_eq!(take(&outbox), ["a", "b"]);
         assert_eq!(take(&outbox), ["close 3501"]);
+    }
+
+    #[test]
+    fn only_the_first_push_after_going_idle_asks_for_a_wake_up() {
+        let outbox = outbox(1024);
+        assert_eq!(outbox.push_deferred("a".into()), Ok(true));
+        assert_eq!(outbox.push_deferred("b".into()), Ok(false));
+        assert_eq!(take(&outbox), ["a", "b"]);
+        // The writer is writing and comes back for more: no wake-up needed.
+        assert_eq!(outbox.push_deferred("c".into()), Ok(false));
+        assert_eq!(take(&outbox), ["c"]);
+        assert!(take(&outbox).is_empty());
+        // It went idle: the next push wakes it.
+        assert_eq!(outbox.push_deferred("d".into()), Ok(true));
+    }
+
+    #[tokio::test]
+    async fn deferred_wake_ups_are_delivered_by_flush_or_drop() {
+        let outbox = Arc::new(outbox(1024));
+        let mut wakes = Wakes::default();
+        wakes.push(&outbox, "a".into());
+        wakes.push(&outbox, "b".into());
+        assert_eq!(wakes.pending.len(), 1);
+        drop(wakes);
+        let woken = tokio::time::timeout(Duration::from_secs(1), outbox.wake.notified()).await;
+        assert!(woken.is_ok(), "the dropped Wakes woke the writer");
+        assert_eq!(take(&outbox), ["a", "b"]);
     }
 
     #[test]

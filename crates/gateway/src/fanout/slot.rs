@@ -17,6 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use bytestring::ByteString;
 
 use super::Target;
+use super::outbox::Wakes;
 
 /// Most bytes a buffering subscription keeps before it gives up and asks for a recovery.
 const BUFFER_LIMIT: usize = 256 * 1024;
@@ -88,16 +89,16 @@ impl Slot {
     }
 
     /// Delivers a message with stream offset `offset` (0 for messages without one, which a
-    /// buffering slot always flushes).
-    pub fn deliver(&self, target: &Target, offset: u64, message: &ByteString) {
+    /// buffering slot always flushes). The writer's wake-up goes into `wakes`.
+    pub fn deliver(&self, target: &Target, offset: u64, message: &ByteString, wakes: &mut Wakes) {
         if self.live.load(Ordering::Acquire) {
-            let _ = target.outbox.push(message.clone());
+            wakes.push(&target.outbox, message.clone());
             return;
         }
         let mut state = self.lock();
         match &mut *state {
             State::Live => {
-                let _ = target.outbox.push(message.clone());
+                wakes.push(&target.outbox, message.clone());
             }
             State::Buffering { items, bytes, gap } => {
                 if *gap {

@@ -3,8 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api;
+mod cluster;
+mod drain;
+mod follower;
 mod http;
 mod limits;
+mod processes;
 mod protocol;
 mod recovery;
 mod simple_endpoints;

@@ -69,12 +69,22 @@ pub async fn spawn_gateway() -> TestGateway {
 
 /// Boots a gateway with the test settings changed by `tweak`.
 pub async fn spawn_gateway_with(tweak: impl FnOnce(&mut Settings)) -> TestGateway {
-    herald_service::telemetry::init_for_tests();
     let prefix = format!("test:{}:", UserId::new());
+    spawn_gateway_on(&prefix, TokenMint::new(), tweak).await
+}
+
+/// Boots a gateway on the Redis key prefix `prefix` with the signing key `keys`: two calls
+/// with the same prefix make two nodes of one Herald.
+pub async fn spawn_gateway_on(
+    prefix: &str,
+    keys: TokenMint,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestGateway {
+    herald_service::telemetry::init_for_tests();
+    let prefix = prefix.to_owned();
     let mut settings = test_settings(&prefix);
     tweak(&mut settings);
     let broker = Broker::redis(&RedisConfig::new(redis_url()).with_prefix(prefix)).unwrap();
-    let keys = TokenMint::new();
     keys.publish(&broker).await;
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
@@ -132,6 +142,7 @@ impl TestGateway {
 }
 
 /// An Ed25519 signing key published like auth's, minting access tokens.
+#[derive(Clone)]
 pub struct TokenMint {
     key: SigningKey,
     kid: String,
