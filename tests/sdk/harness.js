@@ -138,7 +138,8 @@ export class Herald {
     this.auth = `http://127.0.0.1:${authPort}`;
     this.gateway = `http://127.0.0.1:${gatewayPort}`;
     this.websocket = `ws://127.0.0.1:${gatewayPort}/connection/websocket`;
-    this.gatewayEnv = { ...common, HERALD_WEB_DIR: '/nonexistent' };
+    // A short drain window: stopping the suite's gateway closes its clients within a second.
+    this.gatewayEnv = { ...common, HERALD_WEB_DIR: '/nonexistent', HERALD_DRAIN_WINDOW: '1' };
     this.#children.push(start('herald-auth', [], { ...authEnv, HERALD_LISTEN: `127.0.0.1:${authPort}` }, 'herald-auth'));
     this.#children.push(
       start('herald-gateway', [], { ...this.gatewayEnv, HERALD_LISTEN: `127.0.0.1:${gatewayPort}` }, 'herald-gateway'),

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
+use herald_broker::{Broker, HistoryPolicy, PublishRequest, RedisConfig};
+use herald_common::channel::ChannelName;
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +65,14 @@ pub struct Args {
     /// client connections.
     #[arg(long)]
     api_url: Option<String>,
+    /// Publish straight into Redis (`redis://127.0.0.1:6379`) with the broker's publish
+    /// script, as the server would, so the gateway's CPU time is fan-out only. Each
+    /// publisher sends one publication at a time, so its sequence stays in order.
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// The gateway's Redis prefix (`HERALD_REDIS_PREFIX`), with `--redis-url`.
+    #[arg(long, default_value = "herald:")]
+    redis_prefix: String,
     /// The server API key (`X-API-Key`).
     #[arg(long, env = "HERALD_BENCH_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -104,7 +115,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let target = Target::resolve(&args.url).await?;
     let token = args.auth.token(&http).await?;
     let via_api = args.api_url.is_some();
-    let publisher_subs = if via_api { 0 } else { args.publishers };
+    let via_redis = args.redis_url.is_some();
+    let publisher_subs = if via_api || via_redis {
+        0
+    } else {
+        args.publishers
+    };
     let total = match args.burst {
         Some(count) => count,
         None => (args.rate * args.duration).round() as u64,
@@ -149,7 +165,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .then_some(args.rate / args.publishers as f64);
     let mut publisher_tasks = Vec::new();
     let mut publisher_conns = Vec::new();
-    if !via_api {
+    let mut broker = None;
+    if let Some(url) = &args.redis_url {
+        let config = RedisConfig::new(url.clone()).with_prefix(args.redis_prefix.clone());
+        broker = Some(Broker::redis(&config).context("redis configuration")?);
+    }
+    if publisher_subs > 0 {
         publisher_conns = target
             .clients(
                 args.publishers,
@@ -163,7 +184,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let cpu_before = args.gateway_pid.map(procfs::cpu_micros).transpose()?;
     let self_before = procfs::cpu_micros(std::process::id()).ok();
     let began = start.elapsed();
-    if let Some(api_url) = &args.api_url {
+    if let Some(broker) = &broker {
+        let channel = ChannelName::parse(args.channel.clone()).context("channel name")?;
+        for (index, count) in per_publisher.iter().enumerate() {
+            publisher_tasks.push(tokio::spawn(redis_publisher(
+                broker.clone(),
+                channel.clone(),
+                Plan {
+                    index,
+                    count: *count,
+                    rate,
+                    size: args.size,
+                    start,
+                },
+                Arc::clone(&published),
+            )));
+        }
+    } else if let Some(api_url) = &args.api_url {
         for (index, count) in per_publisher.iter().enumerate() {
             publisher_tasks.push(tokio::spawn(api_publisher(
                 http.clone(),
@@ -244,6 +281,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.publishers,
         if via_api {
             "server API"
+        } else if via_redis {
+            "Redis"
         } else {
             "client publish"
         },
@@ -421,6 +460,38 @@ async fn ws_publisher(
     done.cancel();
     let _ = reader.await;
     let _ = sink.close().await;
+    Ok(())
+}
+
+/// Publishes into Redis with the broker's publish script, one publication at a time.
+async fn redis_publisher(
+    broker: Broker,
+    channel: ChannelName,
+    plan: Plan,
+    published: Arc<Published>,
+) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while sent < plan.count {
+        if plan.due(began.elapsed()) <= sent {
+            tick.tick().await;
+            continue;
+        }
+        let data = RawValue::from_string(bench_data(plan.index, sent, plan.now_ns(), plan.size))?;
+        let request = PublishRequest::new(data).with_history(HistoryPolicy {
+            size: 300,
+            ttl: Duration::from_secs(24 * 3600),
+        });
+        let counter = match broker.publish(&channel, request).await {
+            Ok(_) => &published.accepted,
+            Err(_) => &published.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        sent += 1;
+        published.sent.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(())
 }
 

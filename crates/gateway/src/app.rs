@@ -81,6 +81,7 @@ impl Application {
             let metrics = metrics.clone();
             App::new()
                 .wrap(from_fn(service_metrics::http_metrics))
+                .wrap(from_fn(herald_service::trace::http_trace))
                 .configure(move |cfg| configure_ops(cfg, readiness, metrics))
                 .configure(|cfg| gateway.configure(cfg))
                 .configure(|cfg| gateway.configure_web_client(cfg))

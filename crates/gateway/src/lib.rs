@@ -41,6 +41,7 @@ pub mod token;
 pub mod web;
 
 mod app;
+mod trace;
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;

@@ -68,7 +68,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         herald_service::shutdown::wait_for_signal().await;
         shutdown.cancel();
     });
-    app.run_until_stopped().await
+    let stopped = app.run_until_stopped().await;
+    herald_service::telemetry::flush();
+    stopped
 }
 
 async fn publish(settings: &Settings, channel: String, data: String) -> anyhow::Result<()> {

@@ -65,10 +65,6 @@ pub struct Settings {
     /// announcement lives three intervals.
     #[serde(with = "seconds")]
     pub node_info_interval: Duration,
-    /// How often positioned subscriptions are checked against their channel's stream
-    /// (`HERALD_POSITION_CHECK_INTERVAL`, seconds).
-    #[serde(with = "seconds")]
-    pub position_check_interval: Duration,
 }
 
 impl Default for Settings {
@@ -91,7 +87,6 @@ impl Default for Settings {
             drain_window: Duration::from_secs(10),
             node_name: None,
             node_info_interval: Duration::from_secs(5),
-            position_check_interval: Duration::from_secs(10),
         }
     }
 }

@@ -284,6 +284,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         let (readiness, metrics) = (readiness.clone(), metrics.clone());
         App::new()
             .wrap(from_fn(metrics::http_metrics))
+            .wrap(from_fn(herald_service::trace::http_trace))
             .configure(move |cfg| configure_ops(cfg, readiness, metrics))
             .configure(|cfg| herald_auth::configure(cfg, &app_auth))
             .configure(|cfg| app_tasks.configure(cfg))
@@ -321,6 +322,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     {
         tracing::warn!("background tasks did not stop in time");
     }
+    herald_service::telemetry::flush();
     Ok(result?)
 }
 

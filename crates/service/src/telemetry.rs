@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -38,13 +39,11 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 /// the same process, is harmless.
 pub fn init(service: &'static str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let endpoint = std::env::var(OTLP_ENDPOINT_VAR)
-        .ok()
-        .filter(|endpoint| !endpoint.trim().is_empty());
+    let endpoint = otlp_endpoint(std::env::var(OTLP_ENDPOINT_VAR).ok());
     let mut export_error = None;
     let provider = endpoint
         .as_ref()
-        .and_then(|_| match otlp_provider(service) {
+        .and_then(|endpoint| match otlp_provider(service, endpoint) {
             Ok(provider) => Some(provider),
             Err(err) => {
                 export_error = Some(err);
@@ -94,11 +93,20 @@ pub fn flush() {
     }
 }
 
-/// The OTLP/HTTP exporter (configured by the standard `OTEL_EXPORTER_OTLP_*` variables) on a
-/// batching provider.
-fn otlp_provider(service: &'static str) -> anyhow::Result<SdkTracerProvider> {
+/// The collector's base URL from `OTEL_EXPORTER_OTLP_ENDPOINT`: `None` (no export) when the
+/// variable is unset or blank.
+fn otlp_endpoint(value: Option<String>) -> Option<String> {
+    value
+        .map(|endpoint| endpoint.trim().trim_end_matches('/').to_owned())
+        .filter(|endpoint| !endpoint.is_empty())
+}
+
+/// The OTLP/HTTP exporter to `<endpoint>/v1/traces` on a batching provider. The other
+/// standard variables (`OTEL_EXPORTER_OTLP_HEADERS`, `..._TIMEOUT`, `..._COMPRESSION`) apply.
+fn otlp_provider(service: &'static str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_endpoint(format!("{endpoint}/v1/traces"))
         .build()?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
@@ -158,10 +166,8 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        if !crate::trace::enabled() {
-            return self.0.format_event(ctx, writer, event);
-        }
-        // Entering a span makes its OpenTelemetry context current (context activation).
+        // Entering an exported span makes its OpenTelemetry context current (context
+        // activation); without trace export there never is one, and this is a thread-local read.
         let ids = opentelemetry::Context::map_current(|cx| {
             let span = cx.span();
             let span_context = span.span_context();
@@ -228,4 +234,156 @@ pub fn init_for_tests_with_spans() -> opentelemetry_sdk::trace::InMemorySpanExpo
             exporter
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::time::Duration;
+
+    use opentelemetry::trace::Tracer as _;
+
+    use serde_json::Value;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    use super::*;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn traces_are_exported_only_when_the_endpoint_is_set_and_not_blank() {
+        assert_eq!(otlp_endpoint(None), None);
+        assert_eq!(otlp_endpoint(Some(String::new())), None);
+        assert_eq!(otlp_endpoint(Some("  ".to_owned())), None);
+        assert_eq!(
+            otlp_endpoint(Some("http://collector:4318/".to_owned())).as_deref(),
+            Some("http://collector:4318")
+        );
+    }
+
+    /// Answers one HTTP request with 200 and hands over its request line, headers and body.
+    fn one_request_receiver() -> (String, mpsc::Receiver<(String, Vec<u8>)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (sender, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+                if line.trim().is_empty() {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+            sender.send((head, body)).unwrap();
+        });
+        (address, received)
+    }
+
+    #[test]
+    fn spans_are_posted_to_the_collector_with_the_service_attributes() {
+        let (endpoint, received) = one_request_receiver();
+        let provider = otlp_provider("herald-exporter-test", &endpoint).unwrap();
+        provider.tracer("test").in_span("outbox.insert", |_| {});
+        provider.force_flush().unwrap();
+
+        let (head, body) = received.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(head.starts_with("POST /v1/traces "), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/x-protobuf"),
+            "{head}"
+        );
+        // Protobuf keeps strings as they are: the resource and the span are in the body.
+        let contains = |needle: &str| {
+            body.windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+        };
+        for needle in [
+            "service.name",
+            "herald-exporter-test",
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+            "service.instance.id",
+            "outbox.insert",
+        ] {
+            assert!(contains(needle), "{needle} missing from the export");
+        }
+    }
+
+    #[test]
+    fn log_lines_inside_an_exported_span_carry_its_trace_and_span_ids() {
+        let provider = SdkTracerProvider::builder().build();
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let logs = fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(move || writer.clone())
+            .map_event_format(WithTraceIds);
+        let subscriber = tracing_subscriber::registry()
+            .with(logs)
+            .with(otel_layer(&provider));
+
+        let (trace_id, span_id) = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("before");
+            let span = tracing::info_span!("herald.test");
+            let context = span.context();
+            let ids = context.span().span_context().clone();
+            span.in_scope(|| tracing::info!("inside"));
+            (ids.trace_id().to_string(), ids.span_id().to_string())
+        });
+
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["message"], "before");
+        assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
+        assert_eq!(lines[1]["message"], "inside");
+        assert_eq!(lines[1]["trace_id"], trace_id.as_str());
+        assert_eq!(lines[1]["span_id"], span_id.as_str());
+        assert_eq!(lines[1]["span"]["name"], "herald.test");
+        assert_eq!(trace_id.len(), 32);
+    }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use herald_broker::PublishRequest;
 use herald_common::protocol::PublishRequest as PublishCommand;
 use herald_common::protocol::{ErrorCode, PublishResult};
+use tracing::Instrument as _;
 
 use super::channels::parse_channel;
 use super::session::{Client, Failure, Handled};
@@ -38,8 +39,14 @@ impl Client {
         let publication = PublishRequest::new(data)
             .with_info(info)
             .with_history(options.history);
+        let (publication, span) = crate::trace::publish_span(&channel, publication);
         let started = Instant::now();
-        let published = self.shared.broker.publish(&channel, publication).await;
+        let published = self
+            .shared
+            .broker
+            .publish(&channel, publication)
+            .instrument(span)
+            .await;
         ::metrics::histogram!(metrics::PUBLISH_DURATION).record(started.elapsed().as_secs_f64());
         match published {
             Ok(_) => {

@@ -118,6 +118,7 @@ impl Dispatcher {
         epoch: &str,
         wakes: &mut Wakes,
     ) {
+        let _span = crate::trace::deliver_span(&self.hub, channel, publication);
         self.hub.with_channel(channel.as_str(), |entry| {
             match entry.advance(epoch, publication.offset) {
                 Continuity::InOrder => {}

@@ -214,7 +214,22 @@ async fn a_redis_restart_under_traffic_leaves_no_client_silently_behind() {
     }
     // The restarted Redis is empty: auth would publish its keys again; so does the test
     // (the gateways keep the key set they saw, so connections are not refused meanwhile).
-    keys.publish(&broker).await;
+    let set = herald_common::auth::KeySet {
+        keys: vec![keys.jwk()],
+    };
+    let set = serde_json::to_string(&set).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker
+        .kv_set(herald_service::tokens::KEY_SET_KV_KEY, &set, None)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted Redis does not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         published[0].contains(&total),
         "publishing works again after the restart"

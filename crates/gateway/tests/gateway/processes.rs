@@ -273,7 +273,8 @@ impl RedisProcess {
 /// request while it is up; `backups` take over when it fails. It runs as a single process
 /// (`master_process off`), so killing it leaves no worker behind.
 pub struct NginxProcess {
-    pub process: Process,
+    /// Held for the test's length: dropping it stops nginx.
+    _process: Process,
     pub port: u16,
 }
 
@@ -338,7 +339,10 @@ http {{
             &[],
         );
         wait_http_ok(&mut process, &format!("http://127.0.0.1:{port}/healthz")).await;
-        Self { process, port }
+        Self {
+            _process: process,
+            port,
+        }
     }
 
     pub fn ws_url(&self) -> String {
