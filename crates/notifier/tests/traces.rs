@@ -64,10 +64,6 @@ async fn a_created_task_is_one_trace_from_the_request_to_the_delivery() {
         "gateway.deliver",
     ];
     let finished = wait_for_spans(&spans, &names).await;
-    for span in &finished {
-        let attrs: Vec<String> = span.attributes.iter().map(|kv| format!("{}={}", kv.key, kv.value)).collect();
-        eprintln!("DUMP {} {:?} trace={} span={} parent={} dur={:?} attrs={:?}", span.name, span.span_kind, span.span_context.trace_id(), span.span_context.span_id(), span.parent_span_id, span.end_time.duration_since(span.start_time).unwrap(), attrs);
-    }
     let trace_id = TraceId::from_hex(CLIENT_TRACE_ID).unwrap();
     for name in names {
         let span = find(&finished, name);

@@ -78,6 +78,14 @@ pub fn init(service: &'static str) {
         traces = endpoint.as_deref().unwrap_or("off"),
         "logging initialised"
     );
+    if endpoint
+        .as_deref()
+        .is_some_and(|endpoint| endpoint.ends_with(":4317"))
+    {
+        tracing::warn!(
+            "{OTLP_ENDPOINT_VAR} names port 4317 (OTLP/gRPC); Herald exports OTLP/HTTP, usually on 4318"
+        );
+    }
     if let Some(err) = export_error {
         tracing::warn!(error = %err, "trace export is off: the OTLP exporter could not be built");
     }
@@ -147,6 +155,7 @@ where
 {
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("herald"))
+        .with_tracked_inactivity(false)
         .with_filter(FilterFn::new(exported))
 }
 
