@@ -237,12 +237,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         task.await??;
     }
     let publishing = start.elapsed() - began;
-    let accepted = published.accepted.load(Ordering::Relaxed);
-    let expected = accepted * args.subscribers as u64;
+    // Acknowledgements may still arrive while draining (a server that is behind).
     let drain_until = Instant::now() + Duration::from_secs_f64(args.drain);
-    while progress.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
+    let expected_now = || published.accepted.load(Ordering::Relaxed) * args.subscribers as u64;
+    while progress.load(Ordering::Relaxed) < expected_now() && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let accepted = published.accepted.load(Ordering::Relaxed);
+    let expected = accepted * args.subscribers as u64;
     let cpu_after = args.gateway_pid.map(procfs::cpu_micros).transpose()?;
     let self_after = procfs::cpu_micros(std::process::id()).ok();
     let load_after = procfs::load_average();
@@ -453,7 +455,7 @@ async fn ws_publisher(
         published.sent.fetch_add(batch, Ordering::Relaxed);
     }
     // Wait for the last acknowledgements (bounded).
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = Instant::now() + Duration::from_secs(60);
     while acked.load(Ordering::Acquire) < sent && Instant::now() < until {
         let _ = tokio::time::timeout(Duration::from_millis(50), ack_wake.notified()).await;
     }

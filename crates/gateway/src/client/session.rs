@@ -126,6 +126,9 @@ impl Client {
         self.shared.stats.connection_opened();
         let target = Arc::clone(&self.target);
         let done = target.done.clone();
+        // The handlers below are boxed: their state (broker calls, token checks) lives on
+        // the heap only while one runs, so the future an idle connection keeps is just this
+        // loop's (see docs/benchmarks.md, "Idle connections").
         loop {
             if self.target.outbox.is_closing() {
                 break;
@@ -134,10 +137,10 @@ impl Client {
             tokio::select! {
                 biased;
                 () = done.cancelled() => break,
-                () = target.attention.notified() => self.drop_ended_subscriptions().await,
-                () = sleep_until(deadline) => self.on_timers().await,
+                () = target.attention.notified() => Box::pin(self.drop_ended_subscriptions()).await,
+                () = sleep_until(deadline) => Box::pin(self.on_timers()).await,
                 message = stream.recv() => match classify(message) {
-                    Inbound::Text(text) => self.on_frame(&text).await,
+                    Inbound::Text(text) => Box::pin(self.on_frame(&text)).await,
                     Inbound::Ping(bytes) => {
                         let answered = tokio::select! {
                             () = done.cancelled() => false,
@@ -158,7 +161,7 @@ impl Client {
             .outbox
             .close_now(DisconnectCode::ConnectionClosed.to_disconnect());
         drop(pong_session);
-        self.release_all().await;
+        Box::pin(self.release_all()).await;
         self.shared.stats.connection_closed();
     }
 
