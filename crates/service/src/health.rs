@@ -79,11 +79,21 @@ impl Readiness {
                 (*name, status)
             }
         });
-        let checks: BTreeMap<_, _> = futures_util::future::join_all(runs)
-            .await
-            .into_iter()
-            .collect();
-        let ready = checks.values().all(|s| *s == CheckStatus::Ok);
+        let results = futures_util::future::join_all(runs).await;
+        let ready = results.iter().all(|(_, s)| *s == CheckStatus::Ok);
+        // Merged services may share a check name (`database`): a failure must never be
+        // hidden behind a success of the same name, so the worst outcome is kept.
+        let mut checks = BTreeMap::new();
+        for (name, status) in results {
+            checks
+                .entry(name)
+                .and_modify(|kept: &mut CheckStatus| {
+                    if *kept == CheckStatus::Ok {
+                        *kept = status;
+                    }
+                })
+                .or_insert(status);
+        }
         ReadinessReport {
             status: if ready { "ready" } else { "unready" },
             checks,
@@ -167,6 +177,15 @@ mod tests {
         assert!(!report.is_ready());
         assert_eq!(report.checks["good"], CheckStatus::Ok);
         assert_eq!(report.checks["bad"], CheckStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_not_hidden_by_a_merged_check_of_the_same_name() {
+        let auth = Readiness::new().with_check("database", || async { Err("down".to_owned()) });
+        let tasks = Readiness::new().with_check("database", || async { Ok(()) });
+        let report = auth.merge(tasks).report().await;
+        assert!(!report.is_ready());
+        assert_eq!(report.checks["database"], CheckStatus::Failed);
     }
 
     #[tokio::test(start_paused = true)]
