@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test test-rust test-sdk test-web web screenshots lint fmt bench sqlx-prepare check
+.PHONY: help run test test-rust test-sdk test-dev test-web web screenshots lint fmt bench sqlx-prepare check
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -18,14 +18,24 @@ $(WEB_MODULES): web/package.json web/package-lock.json
 web: $(WEB_MODULES) ## build the web client into web/dist (TypeScript bundled by esbuild)
 	cd web && npm run build
 
-test: test-rust test-sdk test-web ## the whole test suite (needs Redis and Postgres; see README)
+test: test-rust test-sdk test-dev test-web ## the whole test suite (needs Redis and Postgres; see README)
 
 test-rust: ## Rust tests of every crate, against real Redis and Postgres
 	$(CARGO) nextest run --workspace --no-fail-fast
 
-test-sdk: ## the npm centrifuge SDK against real herald-auth and herald-gateway (tests/sdk, Node 20)
+SDK_MODULES := tests/sdk/node_modules/.package-lock.json
+
+$(SDK_MODULES): tests/sdk/package.json tests/sdk/package-lock.json
+	cd tests/sdk && npm ci --no-audit --no-fund --ignore-scripts
+
+test-sdk: $(SDK_MODULES) ## the npm centrifuge SDK against real herald-auth and herald-gateway (tests/sdk, Node 20)
 	$(CARGO) build -p herald-auth -p herald-gateway --bins
-	cd tests/sdk && npm ci --no-audit --no-fund --ignore-scripts && node --test --test-concurrency=1
+	cd tests/sdk && node --test --test-concurrency=1
+
+test-dev: $(SDK_MODULES) ## `make dev` end to end: deploy/dev.sh on free ports, SDK client, POST /tasks, notification, stop (tests/dev)
+	@# The same build as deploy/dev.sh's, so the script's own cargo build is a no-op.
+	$(CARGO) build -p herald-auth -p herald-tasks-api -p herald-notifier -p herald-gateway
+	node --test tests/dev/
 
 test-web: $(WEB_MODULES) ## the web client in Debian's Chromium against a real `herald` (web/tests; /usr/bin/chromium)
 	$(CARGO) build -p herald

@@ -6,12 +6,16 @@
 # the edge of deploy/nginx.conf on one port, so the web client reaches all four services.
 # Ctrl-C (or SIGTERM) stops everything; if one service exits, the others are stopped too.
 #
-#   deploy/dev.sh [--release] [--no-build]
+#   deploy/dev.sh [--release] [--no-build] [--no-web]
+#
+#   --no-web  do not build the web client when web/dist is missing
 #
 # Environment (defaults in brackets):
 #   HERALD_DATABASE_URL  [postgres://postgres@127.0.0.1:5432/herald]
 #   HERALD_REDIS_URL     [redis://127.0.0.1:6379]
 #   HERALD_DEV_PROXY_PORT  port of the local nginx edge [8000]
+#   HERALD_DEV_GATEWAY_PORT, HERALD_DEV_TASKS_API_PORT, HERALD_DEV_AUTH_PORT,
+#   HERALD_DEV_NOTIFIER_PORT  the services' ports [8080, 8081, 8082, 8083]
 #   HERALD_DRAIN_WINDOW  gateway drain on stop, seconds [2]
 #   any other HERALD_* / RUST_LOG setting is passed to every service.
 set -euo pipefail
@@ -19,12 +23,14 @@ cd "$(dirname "$0")/.."
 
 profile=dev
 build=1
+web=1
 for arg in "$@"; do
   case "$arg" in
     --release) profile=release ;;
     --no-build) build=0 ;;
+    --no-web) web=0 ;;
     -h | --help)
-      sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
       exit 0
       ;;
     *)
@@ -44,8 +50,13 @@ export HERALD_WEB_DIR="${HERALD_WEB_DIR:-$PWD/web/dist}"
 export RUST_LOG="${RUST_LOG:-info}"
 proxy_port="${HERALD_DEV_PROXY_PORT:-8000}"
 
-# Ports of the design (distributed mode defaults).
-declare -A PORT=([gateway]=8080 [tasks-api]=8081 [auth]=8082 [notifier]=8083)
+# Ports of the design (distributed mode defaults), overridable one by one.
+declare -A PORT=(
+  [gateway]="${HERALD_DEV_GATEWAY_PORT:-8080}"
+  [tasks-api]="${HERALD_DEV_TASKS_API_PORT:-8081}"
+  [auth]="${HERALD_DEV_AUTH_PORT:-8082}"
+  [notifier]="${HERALD_DEV_NOTIFIER_PORT:-8083}"
+)
 SERVICES=(auth tasks-api notifier gateway)
 
 say() { printf '\033[1m[dev]\033[0m %s\n' "$*" >&2; }
@@ -53,6 +64,9 @@ die() {
   printf '[dev] %s\n' "$*" >&2
   exit 1
 }
+for svc in "${!PORT[@]}"; do
+  [[ "${PORT[$svc]}" =~ ^[0-9]+$ ]] || die "the $svc port must be a number, not '${PORT[$svc]}'"
+done
 
 # --- Redis and Postgres must be running -------------------------------------------------------
 redis_hostport() {
@@ -98,7 +112,7 @@ for svc in "${SERVICES[@]}"; do
   [ -x "$bin/herald-$svc" ] || die "$bin/herald-$svc is missing (run without --no-build)"
 done
 
-if [ -f web/package.json ] && [ ! -f "$HERALD_WEB_DIR/index.html" ]; then
+if [ "$web" = 1 ] && [ -f web/package.json ] && [ ! -f "$HERALD_WEB_DIR/index.html" ]; then
   if command -v npm >/dev/null 2>&1; then
     say "building the web client (web/dist)"
     (cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)

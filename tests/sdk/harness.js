@@ -20,10 +20,14 @@ const binDir = process.env.HERALD_BIN_DIR ?? path.resolve(here, '../../target/de
 const redisUrl = process.env.HERALD_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const databaseUrl = process.env.HERALD_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/herald';
 
+// The SDK and the WebSocket implementation it runs on in Node, for suites outside tests/sdk.
+export { Centrifuge, WebSocket };
+
 /** Access tokens live this long in the suite, so refreshes happen during the tests. */
 export const ACCESS_TTL_SECONDS = 3;
 
-function freePort() {
+/** A port nothing listens on right now (the OS's choice). */
+export function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();

@@ -106,7 +106,7 @@ impl Gateway {
         web::configure_web_client(cfg, &self.shared.settings.web_dir);
     }
 
-    /// Starts the fan-out loop, the metrics sampler, the node's announcements and the
+    /// Starts the fan-out loop, the position check of positioned subscriptions, the metrics sampler, the node's announcements and the
     /// shutdown closer on `tracker`; each stops when `shutdown` fires (connections still open
     /// are closed with 3001 then; [`Gateway::drain`] first spreads those closes out).
     pub fn spawn_background(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
@@ -116,14 +116,21 @@ impl Gateway {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let dispatcher = Dispatcher::new(
+            Arc::clone(&self.shared.hub),
+            Arc::clone(&self.shared.registry),
+            Arc::clone(&self.shared.stats),
+        );
         match events {
             Some(events) => {
-                let dispatcher = Dispatcher::new(
+                tracker.spawn(dispatcher.clone().run(events, shutdown.clone()));
+                tracker.spawn(fanout::position::run(
                     Arc::clone(&self.shared.hub),
-                    Arc::clone(&self.shared.registry),
-                    Arc::clone(&self.shared.stats),
-                );
-                tracker.spawn(dispatcher.run(events, shutdown.clone()));
+                    self.shared.broker.clone(),
+                    dispatcher,
+                    self.shared.settings.position_check_interval,
+                    shutdown.clone(),
+                ));
             }
             None => tracing::error!("spawn_background called twice; the fan-out loop already runs"),
         }

@@ -65,6 +65,11 @@ pub struct Settings {
     /// announcement lives three intervals.
     #[serde(with = "seconds")]
     pub node_info_interval: Duration,
+    /// How often the node compares what it delivered on channels with positioned
+    /// subscribers with the streams' tops (`HERALD_POSITION_CHECK_INTERVAL`, seconds; 0
+    /// disables it). A publication still missing at the next check makes them recover.
+    #[serde(with = "seconds")]
+    pub position_check_interval: Duration,
 }
 
 impl Default for Settings {
@@ -87,6 +92,7 @@ impl Default for Settings {
             drain_window: Duration::from_secs(10),
             node_name: None,
             node_info_interval: Duration::from_secs(5),
+            position_check_interval: Duration::from_secs(10),
         }
     }
 }

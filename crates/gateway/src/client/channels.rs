@@ -75,9 +75,13 @@ impl Client {
             return Err(ErrorCode::UnrecoverablePosition.into());
         }
         let top = start.position.offset;
+        let positioned = history && (request.positioned || request.recoverable);
+        if positioned {
+            slot.set_positioned(&start.position.epoch, top);
+        }
         let result = SubscribeResult {
             recoverable: history,
-            positioned: history && (request.positioned || request.recoverable),
+            positioned,
             epoch: start.position.epoch,
             offset: top,
             recovered: recovering && start.recovered,

@@ -102,6 +102,9 @@ impl Client {
             }
         };
         let top = start.position.offset;
+        if history {
+            slot.set_positioned(&start.position.epoch, top);
+        }
         let sub_result = SubscribeResult {
             recoverable: history,
             positioned: history,

@@ -82,6 +82,41 @@ impl ChannelEntry {
     pub fn reset(&self) {
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
+
+    /// Epoch and offset of the last publication the node delivered on this channel, if any
+    /// since the last reset.
+    pub fn last_delivered(&self) -> Option<(String, u64)> {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether some positioned subscriber (one whose subscription reported a position, see
+    /// [`Slot::start`]) is still live here.
+    pub fn has_positioned(&self) -> bool {
+        self.members
+            .values()
+            .any(|member| member.slot.start().is_some() && !member.slot.is_ended())
+    }
+
+    /// Whether the node's subscribers may be behind the stream position (`epoch`,
+    /// `offset`): the last delivered publication is older (or of another epoch); with
+    /// nothing delivered yet, some live positioned subscriber started before it.
+    pub fn is_behind(&self, epoch: &str, offset: u64) -> bool {
+        let behind = |(at_epoch, at_offset): (&str, u64)| at_epoch != epoch || at_offset < offset;
+        if let Some((last_epoch, last_offset)) =
+            &*self.last.lock().unwrap_or_else(PoisonError::into_inner)
+        {
+            return behind((last_epoch, *last_offset));
+        }
+        self.members.values().any(|member| {
+            member
+                .slot
+                .start()
+                .is_some_and(|start| behind(start) && !member.slot.is_ended())
+        })
+    }
 }
 
 /// Channel → local subscribers.
@@ -151,6 +186,28 @@ impl Hub {
         shard.get(channel).map(f)
     }
 
+    /// Channels with at least one live positioned subscriber, at most `limit` of them,
+    /// starting after the `skip` first ones in the hub's order (the position check walks
+    /// the channels a slice per tick). Returns them with the number of positioned
+    /// channels seen in all.
+    pub fn positioned_channels(&self, skip: usize, limit: usize) -> (Vec<ChannelName>, usize) {
+        let mut seen = 0usize;
+        let mut channels = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            for (channel, entry) in shard.iter() {
+                if !entry.has_positioned() {
+                    continue;
+                }
+                if seen >= skip && channels.len() < limit {
+                    channels.push(channel.clone());
+                }
+                seen += 1;
+            }
+        }
+        (channels, seen)
+    }
+
     /// Channels with at least one local subscriber.
     pub fn channel_count(&self) -> usize {
         self.shards
@@ -192,6 +249,42 @@ mod tests {
         assert_eq!(entry.advance("f", 0), Continuity::InOrder);
         entry.reset();
         assert_eq!(entry.advance("f", 9), Continuity::InOrder);
+    }
+
+    #[test]
+    fn the_position_check_compares_deliveries_else_positioned_starts() {
+        let hub = Hub::default();
+        let channel = ChannelName::tasks();
+        let plain = member();
+        assert!(hub.insert(&channel, plain.clone()));
+        assert_eq!(hub.positioned_channels(0, 10), (Vec::new(), 0));
+        let positioned = member();
+        positioned.slot.set_positioned("e", 3);
+        assert!(hub.insert(&channel, positioned.clone()));
+        assert_eq!(hub.positioned_channels(0, 10), (vec![channel.clone()], 1));
+        assert_eq!(hub.positioned_channels(1, 10), (Vec::new(), 1));
+        let behind = |epoch: &str, offset| {
+            hub.with_channel("tasks", |entry| entry.is_behind(epoch, offset))
+                .unwrap()
+        };
+        // Nothing delivered yet: the positioned start counts.
+        assert!(!behind("e", 3));
+        assert!(behind("e", 4));
+        assert!(behind("f", 3));
+        // Once something was delivered, the last delivery counts.
+        hub.with_channel("tasks", |entry| entry.advance("e", 5));
+        assert_eq!(
+            hub.with_channel("tasks", ChannelEntry::last_delivered)
+                .unwrap(),
+            Some(("e".to_owned(), 5))
+        );
+        assert!(!behind("e", 5));
+        assert!(behind("e", 6));
+        // Ended subscriptions are not checked.
+        positioned.slot.end();
+        hub.with_channel("tasks", ChannelEntry::reset);
+        assert!(!behind("e", 9));
+        assert_eq!(hub.positioned_channels(0, 10), (Vec::new(), 0));
     }
 
     #[test]

@@ -11,13 +11,16 @@
 //! - [`slot`]: one subscription's delivery state (buffering while subscribing, then live);
 //! - [`hub`]: channel → members, sharded `std` read-write locks, never held across an await;
 //! - [`dispatch`]: the task that consumes broker events (publications, joins, leaves,
-//!   gaps, control messages).
+//!   gaps, control messages);
+//! - [`position`]: the periodic check that catches a lost last publication of a channel
+//!   with positioned subscribers.
 //!
 //! No lock is held across an await on the delivery path; every push is non-blocking.
 
 pub mod dispatch;
 pub mod hub;
 pub mod outbox;
+pub mod position;
 pub mod slot;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -12,7 +12,7 @@
 //! buffering it is remembered and reported by `go_live`, after the reply went out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytestring::ByteString;
 
@@ -62,6 +62,10 @@ pub struct Slot {
     live: AtomicBool,
     state: Mutex<State>,
     kind: SlotKind,
+    /// Where a positioned subscription started (epoch, offset of its reply); unset for the
+    /// others. The position check compares it with the stream's top until the node
+    /// delivers a publication of the channel.
+    start: OnceLock<(String, u64)>,
 }
 
 impl Slot {
@@ -75,7 +79,20 @@ impl Slot {
                 gap: false,
             }),
             kind,
+            start: OnceLock::new(),
         }
+    }
+
+    /// Marks the subscription positioned, starting at (`epoch`, `offset`) (first call wins).
+    pub fn set_positioned(&self, epoch: &str, offset: u64) {
+        let _ = self.start.set((epoch.to_owned(), offset));
+    }
+
+    /// Where a positioned subscription started; `None` when it is not positioned.
+    pub fn start(&self) -> Option<(&str, u64)> {
+        self.start
+            .get()
+            .map(|(epoch, offset)| (epoch.as_str(), *offset))
     }
 
     /// Client-side or server-side.

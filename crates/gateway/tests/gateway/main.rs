@@ -9,6 +9,7 @@ mod drain;
 mod follower;
 mod http;
 mod limits;
+mod position;
 mod processes;
 mod protocol;
 mod recovery;
