@@ -388,18 +388,18 @@ async fn two_nodes_answer_as_one_system() {
         assert!(node.get(field).is_some(), "{field} missing: {node}");
     }
 
-    // Channels add up across nodes; the pattern filters.
-    let channels = eventually(
+    // Channels add up across nodes; the pattern filters. Each node reports its counts on
+    // its own schedule, so wait until both channels are reported.
+    eventually(
         &two,
         "channels",
         json!({"pattern": "chat:api-cluster*"}),
-        |r| r["channels"]["chat:api-cluster"]["num_clients"] == 2,
+        |r| {
+            r["channels"]["chat:api-cluster"]["num_clients"] == 2
+                && r["channels"]["chat:api-cluster-2"]["num_clients"] == 1
+        },
     )
     .await;
-    assert_eq!(
-        channels["channels"]["chat:api-cluster-2"]["num_clients"], 1,
-        "{channels}"
-    );
     let only = api(&one, "channels", json!({"pattern": "chat:api-cluster-?"})).await;
     assert_eq!(only["channels"].as_object().unwrap().len(), 1, "{only}");
 
