@@ -4,11 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use herald_broker::Broker;
-use herald_common::{
-    auth::{Verifier, VerifierConfig},
-    claims::Claims,
-    ids::UserId,
-};
+use herald_common::{claims::Claims, ids::UserId};
 use herald_service::{
     Environment, Readiness, TrustedProxies,
     error::source_text,
@@ -70,13 +66,13 @@ impl AuthState {
             .await
             .context("preparing password hashing")?;
         let keys = Arc::new(load_keys(settings)?);
-        let verifier_config = VerifierConfig {
-            issuer: settings.jwt.common.issuer.clone(),
-            audience: settings.jwt.common.audience.clone(),
-            leeway_secs: settings.jwt.common.leeway,
-        };
         let verifier = TokenVerifier::new(
-            Verifier::new(verifier_config).with_keys(&keys.local_set(unix_now(), None)),
+            settings
+                .jwt
+                .common
+                .verifier()
+                .context("token settings")?
+                .with_keys(&keys.local_set(unix_now(), None)),
             BrokerKeySource::new(broker.clone()),
             DEFAULT_REFETCH_INTERVAL,
         );

@@ -8,7 +8,6 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use herald_broker::{Broker, RedisConfig};
-use herald_common::auth::{Verifier, VerifierConfig};
 use herald_service::tokens::{BrokerKeySource, DEFAULT_REFETCH_INTERVAL, DEFAULT_REFRESH_INTERVAL};
 use herald_service::{TokenVerifier, configure_ops, metrics as service_metrics};
 use tokio_util::sync::CancellationToken;
@@ -46,11 +45,7 @@ impl Application {
             .with_prefix(settings.redis_prefix.clone());
         let broker = Broker::redis(&redis).context("redis configuration")?;
         let verifier = TokenVerifier::new(
-            Verifier::new(VerifierConfig {
-                issuer: settings.jwt.issuer.clone(),
-                audience: settings.jwt.audience.clone(),
-                leeway_secs: settings.jwt.leeway,
-            }),
+            settings.jwt.verifier().context("token settings")?,
             BrokerKeySource::new(broker.clone()),
             DEFAULT_REFETCH_INTERVAL,
         );

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use herald_broker::Broker;
-use herald_common::auth::{Verifier, VerifierConfig};
 use herald_service::Readiness;
 use herald_service::error::source_text;
 use herald_service::tokens::{BrokerKeySource, DEFAULT_REFETCH_INTERVAL, TokenVerifier};
@@ -47,17 +46,17 @@ impl TasksApi {
         if matches!(store, Store::Sqlite(_)) || settings.auto_migrate {
             store.migrate().await.context("applying migrations")?;
         }
-        Ok(Self::with_store(settings, store, broker).await)
+        Self::with_store(settings, store, broker).await
     }
 
     /// Like [`Self::build`] over an opened (and migrated) store.
-    pub async fn with_store(settings: &Settings, store: Store, broker: Broker) -> Self {
+    pub async fn with_store(
+        settings: &Settings,
+        store: Store,
+        broker: Broker,
+    ) -> anyhow::Result<Self> {
         let verifier = TokenVerifier::new(
-            Verifier::new(VerifierConfig {
-                issuer: settings.jwt.issuer.clone(),
-                audience: settings.jwt.audience.clone(),
-                leeway_secs: settings.jwt.leeway,
-            }),
+            settings.jwt.verifier().context("token settings")?,
             BrokerKeySource::new(broker.clone()),
             DEFAULT_REFETCH_INTERVAL,
         );
@@ -69,13 +68,13 @@ impl TasksApi {
             ),
             Err(_) => tracing::warn!("reading the signing keys timed out; will retry"),
         }
-        Self {
+        Ok(Self {
             store,
             broker,
             verifier,
             relay_wake: Arc::new(Notify::new()),
             settings: Arc::new(settings.clone()),
-        }
+        })
     }
 
     /// The store (tests and the `migrate` subcommand use it directly).

@@ -5,7 +5,9 @@ use herald_common::claims::Claims;
 use herald_common::ids::UserId;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, status_and_json};
+use herald_service::Secret;
+
+use crate::helpers::{Options, spawn_app, spawn_app_with, status_and_json};
 
 #[tokio::test]
 async fn every_route_refuses_a_request_without_a_token() {
@@ -110,4 +112,55 @@ async fn a_garbage_token_is_refused() {
         .unwrap();
 
     assert_eq!(response.status(), 401);
+}
+
+/// A token minted by the team's own backend: HS256 with a shared secret, its own issuer.
+fn own_backend_token(secret: &str, user: &UserId) -> String {
+    let claims = json!({
+        "sub": user.to_string(),
+        "name": "crm-user",
+        "iss": "https://crm.example",
+        "aud": "herald",
+        "iat": unix_now(),
+        "exp": unix_now() + 300,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_from_the_teams_own_backend_are_accepted_only_when_their_secret_is_configured() {
+    let secret = "a-shared-secret-of-at-least-32-bytes!!";
+    let token = own_backend_token(secret, &UserId::new());
+    let trusting = spawn_app_with(Options {
+        customize: Box::new(move |settings| {
+            settings.jwt.external.hmac_secret = Some(Secret::new(secret.to_owned()));
+            settings.jwt.external.issuer = Some("https://crm.example".to_owned());
+        }),
+        ..Options::default()
+    })
+    .await;
+    let plain = spawn_app().await;
+
+    let accepted = trusting
+        .client
+        .get(trusting.url("/tasks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let refused = plain
+        .client
+        .get(plain.url("/tasks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(accepted.status(), 200);
+    assert_eq!(refused.status(), 401);
 }
