@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 /// /ws/notifications/{channel}, /docs and the web client.
 ///
 /// Settings come from HERALD_* environment variables over an optional TOML file over
-/// defaults; docs/protocol.md lists them. Key ones: HERALD_LISTEN, HERALD_REDIS_URL,
+/// defaults; docs/configuration.md lists them. Key ones: HERALD_LISTEN, HERALD_REDIS_URL,
 /// HERALD_REDIS_PREFIX, HERALD_PING_INTERVAL, HERALD_PONG_TIMEOUT, HERALD_CONNECT_TIMEOUT,
 /// HERALD_ALLOWED_ORIGINS, HERALD_WEB_DIR, HERALD_API_KEY (server API at /api/*; unset:
 /// disabled), HERALD_DRAIN_WINDOW (on SIGTERM, clients are closed with 3001 over this many

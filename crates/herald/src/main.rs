@@ -35,7 +35,7 @@ const SERVER_SHUTDOWN_SECS: u64 = 10;
 /// in-memory broker and a SQLite file by default.
 ///
 /// Every setting of the four services applies (HERALD_* environment variables over an
-/// optional TOML file over defaults; see docs/operations.md). The options below override
+/// optional TOML file over defaults; see docs/configuration.md). The options below override
 /// the settings all four share. Migrations are applied at start. With a SQLite file and no
 /// HERALD_JWT_PRIVATE_KEY_FILE, the token signing key is kept beside the database
 /// (signing-key.pem, made on first start), so restarts keep everyone signed in.
