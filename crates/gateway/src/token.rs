@@ -81,9 +81,9 @@ pub fn request_token(req: &HttpRequest) -> Option<String> {
     if let Some(token) = bearer_token(req) {
         return Some(token.to_owned());
     }
-    query_pairs(req.query_string())
+    form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(key, _)| key == TOKEN_PARAM)
-        .map(|(_, value)| value)
+        .map(|(_, value)| value.into_owned())
         .filter(|token| !token.is_empty())
 }
 
@@ -97,9 +97,17 @@ pub fn redacted_uri(req: &HttpRequest) -> String {
     }
     let redacted: Vec<String> = query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if percent_decode(key) == TOKEN_PARAM => format!("{key}=[redacted]"),
-            _ => pair.to_owned(),
+        .map(|pair| {
+            // Each pair is decoded on its own, so an encoded key (`%74oken`) is caught too.
+            let is_token = form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .is_some_and(|(key, _)| key == TOKEN_PARAM);
+            if is_token {
+                let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+                format!("{key}=[redacted]")
+            } else {
+                pair.to_owned()
+            }
         })
         .collect();
     format!("{path}?{}", redacted.join("&"))
@@ -110,49 +118,6 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-}
-
-/// Decodes `%XX` escapes and `+` (form encoding); invalid escapes stay as they are.
-fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -187,9 +152,12 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding_keeps_invalid_escapes() {
-        assert_eq!(percent_decode("a%23b"), "a#b");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz+x"), "%zz x");
+    fn query_tokens_are_form_decoded_and_invalid_escapes_kept() {
+        let token = |uri: &str| request_token(&TestRequest::with_uri(uri).to_http_request());
+        assert_eq!(token("/ws/chat/a?token=a%23b").as_deref(), Some("a#b"));
+        assert_eq!(token("/ws/chat/a?token=100%").as_deref(), Some("100%"));
+        assert_eq!(token("/ws/chat/a?token=%zz+x").as_deref(), Some("%zz x"));
+        let req = TestRequest::with_uri("/ws/chat/a?token").to_http_request();
+        assert_eq!(redacted_uri(&req), "/ws/chat/a?token=[redacted]");
     }
 }
