@@ -3,9 +3,9 @@
 
 use std::net::TcpListener;
 
+use actix_web::App;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use herald_broker::{Broker, RedisConfig};
 use herald_service::tokens::{BrokerKeySource, DEFAULT_REFETCH_INTERVAL, DEFAULT_REFRESH_INTERVAL};
@@ -13,6 +13,7 @@ use herald_service::{TokenVerifier, configure_ops, metrics as service_metrics};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::server::{ServerOptions, serve};
 use crate::{Gateway, Settings};
 
 /// Longest graceful stop of the HTTP server once connections were told to go.
@@ -70,7 +71,11 @@ impl Application {
         gateway.spawn_background(&tracker, shutdown.clone());
         tracker.spawn(verifier.run(DEFAULT_REFRESH_INTERVAL, shutdown.clone()));
         let app_gateway = gateway.clone();
-        let mut server = HttpServer::new(move || {
+        let options = ServerOptions {
+            workers,
+            shutdown_timeout_secs: SERVER_SHUTDOWN_SECS,
+        };
+        let server = serve(listener, options, move || {
             let gateway = app_gateway.clone();
             let readiness = readiness.clone();
             let metrics = metrics.clone();
@@ -80,14 +85,7 @@ impl Application {
                 .configure(move |cfg| configure_ops(cfg, readiness, metrics))
                 .configure(|cfg| gateway.configure(cfg))
                 .configure(|cfg| gateway.configure_web_client(cfg))
-        })
-        .disable_signals()
-        .shutdown_timeout(SERVER_SHUTDOWN_SECS)
-        .h1_allow_half_closed(false);
-        if let Some(workers) = workers {
-            server = server.workers(workers.max(1));
-        }
-        let server = server.listen(listener)?.run();
+        })?;
         tracker.spawn(herald_service::shutdown::stop_server_on(
             shutdown.clone(),
             server.handle(),

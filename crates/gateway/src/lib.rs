@@ -7,8 +7,10 @@
 //! let gateway = Gateway::new(settings, broker, verifier);   // inside a Tokio runtime
 //! gateway.spawn_background(&tracker, shutdown.clone());       // fan-out, metrics, announcements
 //! // on SIGTERM: gateway.drain().await, then shutdown.cancel()
-//! App::new().configure(|cfg| gateway.configure(cfg))          // routes, on any actix-web app
-//!           .configure(|cfg| gateway.configure_web_client(cfg)) // `/` last: it matches everything
+//! server::serve(listener, options, move || {                   // WebSocket upgrades need it
+//!     App::new().configure(|cfg| gateway.configure(cfg))      // routes, on any actix-web app
+//!               .configure(|cfg| gateway.configure_web_client(cfg)) // `/` last: it matches everything
+//! })
 //! ```
 //! [`Application`] is the standalone process (`build`, `port`, `run_until_stopped`).
 //!
@@ -22,6 +24,8 @@
 //!   connection, and the task that turns broker events into deliveries;
 //! - [`policy`]: the channel table; [`token`]: tokens at the edge; [`origin`]: the Origin
 //!   allow-list; [`registry`]: connection limits and the user index; [`ratelimit`];
+//! - [`ws`]: WebSocket connections on the bare socket; [`server`]: the HTTP server that
+//!   hands upgrades to them (every composition that serves the gateway uses it);
 //! - [`settings`], [`metrics`], [`web`] (`/docs` and the web client), [`state`].
 
 pub mod api;
@@ -33,12 +37,14 @@ pub mod origin;
 pub mod policy;
 pub mod ratelimit;
 pub mod registry;
+pub mod server;
 pub mod settings;
 pub mod simple;
 pub mod state;
 pub mod subscription;
 pub mod token;
 pub mod web;
+pub mod ws;
 
 mod app;
 mod trace;

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessageStream, Session};
 use bytestring::ByteString;
 use herald_broker::PublishRequest;
 use herald_common::channel::ChannelName;
@@ -27,8 +26,7 @@ use herald_common::protocol::{ClientInfo, DisconnectCode, ErrorCode};
 use herald_service::ApiError;
 use tokio::time::{Instant, sleep_until};
 
-use crate::client::protocol_error_code;
-use crate::fanout::outbox::run_writer;
+use crate::fanout::outbox::{Control, run_writer};
 use crate::fanout::slot::{SlotKind, Started};
 use crate::fanout::{Format, Identity, Target};
 use crate::policy::ChannelOptions;
@@ -37,40 +35,31 @@ use crate::registry::Admission;
 use crate::state::Shared;
 use crate::subscription::{self, Subscription};
 use crate::token::{self, Grant, Refusal, redacted_uri};
+use crate::ws::{self, FrameReader, Message, WsError};
 
 /// `GET /ws/chat/{room}`.
 pub async fn chat(
     req: HttpRequest,
-    body: web::Payload,
     room: web::Path<String>,
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, ApiError> {
     let channel = ChannelName::chat(&room).map_err(|err| ApiError::bad_request(err.to_string()))?;
-    open(req, body, shared.into_inner(), channel, Format::ChatLines).await
+    open(req, shared.into_inner(), channel, Format::ChatLines).await
 }
 
 /// `GET /ws/notifications/{channel}`.
 pub async fn notifications(
     req: HttpRequest,
-    body: web::Payload,
     channel: web::Path<String>,
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, ApiError> {
     let channel = ChannelName::parse(channel.into_inner())
         .map_err(|err| ApiError::bad_request(err.to_string()))?;
-    open(
-        req,
-        body,
-        shared.into_inner(),
-        channel,
-        Format::NotificationLines,
-    )
-    .await
+    open(req, shared.into_inner(), channel, Format::NotificationLines).await
 }
 
 async fn open(
     req: HttpRequest,
-    body: web::Payload,
     shared: Arc<Shared>,
     channel: ChannelName,
     format: Format,
@@ -99,19 +88,9 @@ async fn open(
         chan_info: None,
     };
 
-    let (response, session, stream) =
-        actix_ws::handle(&req, body).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let mut response = ws::handshake(&req).map_err(|err| ApiError::bad_request(err.to_string()))?;
     let limits = &shared.settings.limits;
-    let stream = stream
-        .max_frame_size(limits.max_message_size)
-        .aggregate_continuations()
-        .max_continuation_size(limits.max_message_size);
-    actix_web::rt::spawn(run_writer(
-        Arc::clone(&target.outbox),
-        session.clone(),
-        limits.close_timeout,
-        target.done.clone(),
-    ));
+    let (max_message, close_timeout) = (limits.max_message_size, limits.close_timeout);
     let line = LineConnection {
         shared,
         target,
@@ -121,7 +100,16 @@ async fn open(
         info,
         grant,
     };
-    actix_web::rt::spawn(line.run(stream, session));
+    ws::upgrade(&mut response, move |mut socket| async move {
+        let (reader, writer) = socket.split(max_message);
+        let writing = run_writer(
+            Arc::clone(&line.target.outbox),
+            writer,
+            close_timeout,
+            line.target.done.clone(),
+        );
+        futures_util::future::join(writing, line.run(reader)).await;
+    });
     Ok(response)
 }
 
@@ -190,11 +178,11 @@ struct LineConnection {
 }
 
 impl LineConnection {
-    async fn run(self, mut stream: AggregatedMessageStream, mut session: Session) {
+    async fn run(&self, mut reader: FrameReader<'_>) {
         let shared = Arc::clone(&self.shared);
         shared.stats.connection_opened();
         if let Some(subscription) = self.subscribe().await {
-            self.serve(&mut stream, &mut session).await;
+            self.serve(&mut reader).await;
             subscription::detach(
                 &shared,
                 &self.target,
@@ -250,7 +238,7 @@ impl LineConnection {
         Some(subscription)
     }
 
-    async fn serve(&self, stream: &mut AggregatedMessageStream, session: &mut Session) {
+    async fn serve(&self, reader: &mut FrameReader<'_>) {
         let settings = &self.shared.settings;
         let done = self.target.done.clone();
         let mut bucket =
@@ -276,13 +264,7 @@ impl LineConnection {
                     }
                     if now >= next_ping {
                         next_ping = now + settings.ping_interval;
-                        let pinged = tokio::select! {
-                            () = done.cancelled() => false,
-                            pinged = session.ping(b"") => pinged.is_ok(),
-                        };
-                        if !pinged {
-                            return;
-                        }
+                        self.target.outbox.control(Control::Ping);
                     }
                     if now >= next_presence {
                         next_presence = now + settings.limits.presence_ttl / 3;
@@ -291,23 +273,18 @@ impl LineConnection {
                         }
                     }
                 }
-                message = stream.recv() => {
+                message = reader.recv() => {
                     last_heard = Instant::now();
                     match message {
-                        None | Some(Ok(actix_ws::AggregatedMessage::Close(_))) => return,
-                        Some(Ok(actix_ws::AggregatedMessage::Text(text))) => self.on_text(&text, &mut bucket).await,
-                        Some(Ok(actix_ws::AggregatedMessage::Binary(_))) => self.close(DisconnectCode::BadRequest),
-                        Some(Ok(actix_ws::AggregatedMessage::Ping(bytes))) => {
-                            let ponged = tokio::select! {
-                                () = done.cancelled() => false,
-                                ponged = session.pong(&bytes) => ponged.is_ok(),
-                            };
-                            if !ponged {
-                                return;
-                            }
+                        None | Some(Ok(Message::Close)) => return,
+                        Some(Ok(Message::Text(text))) => self.on_text(&text, &mut bucket).await,
+                        Some(Ok(Message::Binary)) => self.close(DisconnectCode::BadRequest),
+                        Some(Ok(Message::Ping(bytes))) => {
+                            self.target.outbox.control(Control::Pong(bytes));
                         }
-                        Some(Ok(actix_ws::AggregatedMessage::Pong(_))) => {}
-                        Some(Err(err)) => self.close(protocol_error_code(&err)),
+                        Some(Ok(Message::Pong)) => {}
+                        Some(Err(WsError::Io(_))) => return,
+                        Some(Err(err)) => self.close(err.close_code()),
                     }
                 }
             }

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use herald_broker::{Broker, RedisConfig};
 use herald_gateway::Gateway;
+use herald_gateway::server::{self as gateway_server, ServerOptions};
 use herald_notifier::Notifier;
 use herald_service::health::CheckStatus;
 use herald_service::{
@@ -280,7 +281,12 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         notifier.clone(),
         gateway.clone(),
     );
-    let mut server = HttpServer::new(move || {
+    let options = ServerOptions {
+        workers: settings.gateway.workers,
+        shutdown_timeout_secs: SERVER_SHUTDOWN_SECS,
+    };
+    // The gateway's server: WebSocket upgrades run on the bare socket (herald_gateway::ws).
+    let server = gateway_server::serve(listener, options, move || {
         let (readiness, metrics) = (readiness.clone(), metrics.clone());
         App::new()
             .wrap(from_fn(metrics::http_metrics))
@@ -293,14 +299,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
             // Last: the web client's folder matches every path.
             .configure(|cfg| app_gateway.configure_web_client(cfg))
             .default_service(web::to(not_found))
-    })
-    .disable_signals()
-    .shutdown_timeout(SERVER_SHUTDOWN_SECS)
-    .h1_allow_half_closed(false);
-    if let Some(workers) = settings.gateway.workers {
-        server = server.workers(workers.max(1));
-    }
-    let server = server.listen(listener)?.run();
+    })?;
     tracker.spawn(shutdown::stop_server_on(shutdown.clone(), server.handle()));
     let on_signal = shutdown.clone();
     tracker.spawn(async move {

@@ -10,7 +10,7 @@ use std::{str::FromStr, time::Duration};
 use sqlx::{
     PgPool, SqlitePool,
     postgres::PgPoolOptions,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 use time::OffsetDateTime;
 
@@ -46,12 +46,14 @@ pub fn postgres_pool(url: &str, acquire_timeout: Duration) -> Result<PgPool, sql
 }
 
 /// A pool on the SQLite file `url` names (at most 4 connections), creating the file and its
-/// folder if missing. WAL journal, foreign keys on, and writers wait up to
-/// `acquire_timeout` for the write lock.
+/// folder if missing. WAL journal with `synchronous = NORMAL` (a commit is durable across a
+/// crash of the process; only a power loss can take the last commits), foreign keys on, and
+/// writers wait up to `acquire_timeout` for the write lock.
 pub async fn sqlite_pool(url: &str, acquire_timeout: Duration) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(acquire_timeout);
     let path = options.get_filename();

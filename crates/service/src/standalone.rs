@@ -83,7 +83,11 @@ impl Standalone {
         if let Some(workers) = workers {
             server = server.workers(workers);
         }
-        let server = server.disable_signals().listen(listener)?.run();
+        let server = server
+            .disable_signals()
+            .tcp_nodelay(true)
+            .listen(listener)?
+            .run();
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         tracker.spawn(shutdown::stop_server_on(shutdown.clone(), server.handle()));

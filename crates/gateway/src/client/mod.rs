@@ -11,7 +11,8 @@
 //! - [`publish`]: `publish` (rate limit, author info);
 //! - [`read`]: `presence`, `presence_stats`, `history`.
 //!
-//! The writer half is [`crate::fanout::outbox::run_writer`]: one task per connection.
+//! The writer half is [`crate::fanout::outbox::run_writer`]; reader and writer run together
+//! in the connection's one task, on the bare socket ([`crate::ws`]).
 
 mod channels;
 mod connect;
@@ -22,19 +23,18 @@ mod session;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, ProtocolError};
 use herald_common::protocol::DisconnectCode;
 
 use crate::fanout::outbox::run_writer;
 use crate::fanout::{Format, Target};
 use crate::state::Shared;
 use crate::token::redacted_uri;
+use crate::ws::{self, Message, WsError};
 use session::Client;
 
 /// `GET /connection/websocket`.
 pub async fn websocket(
     req: HttpRequest,
-    body: web::Payload,
     shared: web::Data<Shared>,
 ) -> actix_web::Result<HttpResponse> {
     if !shared.origins.allows(&req) {
@@ -45,38 +45,37 @@ pub async fn websocket(
         // The node is shutting down: the client (or the proxy in front) tries another node.
         return Ok(HttpResponse::ServiceUnavailable().finish());
     }
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let mut response = ws::handshake(&req)?;
     let shared = shared.into_inner();
     let limits = &shared.settings.limits;
+    let (max_message, close_timeout) = (limits.max_message_size, limits.close_timeout);
     let target = Arc::new(Target::new(
         Format::Protocol,
         limits.send_queue_size,
         Arc::clone(&shared.stats),
     ));
-    let pong_session = session.clone();
-    actix_web::rt::spawn(run_writer(
-        Arc::clone(&target.outbox),
-        session,
-        limits.close_timeout,
-        target.done.clone(),
-    ));
-    let admission = match shared.registry.admit(&target) {
-        Ok(admission) => admission,
-        Err(err) => {
-            tracing::warn!(error = %err, "connection refused");
-            target
-                .outbox
-                .close(DisconnectCode::ConnectionLimit.to_disconnect());
-            return Ok(response);
+    let admission = shared.registry.admit(&target);
+    ws::upgrade(&mut response, move |mut socket| async move {
+        let (reader, writer) = socket.split(max_message);
+        let writing = run_writer(
+            Arc::clone(&target.outbox),
+            writer,
+            close_timeout,
+            target.done.clone(),
+        );
+        match admission {
+            Ok(admission) => {
+                let mut client = Client::new(shared, target, admission);
+                futures_util::future::join(writing, client.run(reader)).await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "connection refused");
+                target
+                    .outbox
+                    .close(DisconnectCode::ConnectionLimit.to_disconnect());
+                writing.await;
+            }
         }
-    };
-    let stream = stream
-        .max_frame_size(limits.max_message_size)
-        .aggregate_continuations()
-        .max_continuation_size(limits.max_message_size);
-    actix_web::rt::spawn(async move {
-        let mut client = Client::new(shared, target, admission);
-        client.run(stream, pong_session).await;
     });
     Ok(response)
 }
@@ -90,28 +89,20 @@ enum Inbound {
     Gone,
 }
 
-fn classify(message: Option<Result<AggregatedMessage, ProtocolError>>) -> Inbound {
+fn classify(message: Option<Result<Message, WsError>>) -> Inbound {
     match message {
-        None | Some(Ok(AggregatedMessage::Close(_))) => Inbound::Gone,
-        Some(Ok(AggregatedMessage::Text(text))) => Inbound::Text(text),
-        Some(Ok(AggregatedMessage::Binary(_))) => Inbound::Close(DisconnectCode::BadRequest),
-        Some(Ok(AggregatedMessage::Ping(bytes))) => Inbound::Ping(bytes),
-        Some(Ok(AggregatedMessage::Pong(_))) => Inbound::Ignore,
-        Some(Err(err)) => Inbound::Close(protocol_error_code(&err)),
-    }
-}
-
-/// The close code for a WebSocket-level error: 1009 for a message over the size limit
-/// (a single frame, or continuations added up), 3501 for anything else.
-pub(crate) fn protocol_error_code(err: &ProtocolError) -> DisconnectCode {
-    match err {
-        ProtocolError::Overflow => DisconnectCode::MessageTooBig,
-        ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
-            DisconnectCode::MessageTooBig
+        None | Some(Ok(Message::Close)) => Inbound::Gone,
+        Some(Ok(Message::Text(text))) => Inbound::Text(text),
+        Some(Ok(Message::Binary)) => Inbound::Close(DisconnectCode::BadRequest),
+        Some(Ok(Message::Ping(bytes))) => Inbound::Ping(bytes),
+        Some(Ok(Message::Pong)) => Inbound::Ignore,
+        Some(Err(WsError::Io(err))) => {
+            tracing::debug!(error = %err, "websocket read failed");
+            Inbound::Gone
         }
-        other => {
-            tracing::debug!(error = %other, "websocket protocol error");
-            DisconnectCode::BadRequest
+        Some(Err(err)) => {
+            tracing::debug!(error = %err, "websocket protocol error");
+            Inbound::Close(err.close_code())
         }
     }
 }

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_ws::Session;
 use bytestring::ByteString;
 use herald_common::channel::ChannelName;
 use herald_common::protocol::{
@@ -20,12 +19,14 @@ use tokio::time::{Instant, sleep_until};
 
 use super::{Inbound, classify};
 use crate::fanout::Target;
+use crate::fanout::outbox::Control;
 use crate::metrics;
 use crate::ratelimit::TokenBucket;
 use crate::registry::Admission;
 use crate::state::Shared;
 use crate::subscription::Subscription;
 use crate::token::Grant;
+use crate::ws::FrameReader;
 
 /// How a command failed: an error reply, or the end of the connection.
 #[derive(Debug)]
@@ -118,11 +119,7 @@ impl Client {
     }
 
     /// Reads until the connection ends, then releases everything it held.
-    pub async fn run(
-        &mut self,
-        mut stream: actix_ws::AggregatedMessageStream,
-        mut pong_session: Session,
-    ) {
+    pub async fn run(&mut self, mut reader: FrameReader<'_>) {
         self.shared.stats.connection_opened();
         let target = Arc::clone(&self.target);
         let done = target.done.clone();
@@ -139,17 +136,9 @@ impl Client {
                 () = done.cancelled() => break,
                 () = target.attention.notified() => Box::pin(self.drop_ended_subscriptions()).await,
                 () = sleep_until(deadline) => Box::pin(self.on_timers()).await,
-                message = stream.recv() => match classify(message) {
+                message = reader.recv() => match classify(message) {
                     Inbound::Text(text) => Box::pin(self.on_frame(&text)).await,
-                    Inbound::Ping(bytes) => {
-                        let answered = tokio::select! {
-                            () = done.cancelled() => false,
-                            answered = pong_session.pong(&bytes) => answered.is_ok(),
-                        };
-                        if !answered {
-                            break;
-                        }
-                    }
+                    Inbound::Ping(bytes) => self.target.outbox.control(Control::Pong(bytes)),
                     Inbound::Ignore => {}
                     Inbound::Close(code) => self.close(code),
                     Inbound::Gone => break,
@@ -160,7 +149,6 @@ impl Client {
         self.target
             .outbox
             .close_now(DisconnectCode::ConnectionClosed.to_disconnect());
-        drop(pong_session);
         Box::pin(self.release_all()).await;
         self.shared.stats.connection_closed();
     }

@@ -6,8 +6,9 @@
 //! every subscriber), the queue is a `std` mutex held for a few pointer moves, and a push
 //! that would take the queue past its byte limit empties it and asks the writer to close the
 //! connection with 3008 (slow). The writer ([`run_writer`]) takes everything queued and
-//! writes it as one frame, joined by `\n` (a single message is written as it is, without a
-//! copy), so a client that falls behind gets fewer, larger frames instead of a longer queue.
+//! writes it as one frame, joined by `\n`, with one vectored write straight from the shared
+//! bytes (no copy), so a client that falls behind gets fewer, larger frames instead of a
+//! longer queue. Pings and pongs go through the same outbox, ahead of queued messages.
 //!
 //! Closing goes through the same queue, so a reply and the close that follows it stay in
 //! order: [`Outbox::close`] lets queued messages go first, [`Outbox::close_now`] drops them.
@@ -19,17 +20,17 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use actix_ws::{CloseCode, CloseReason, Session};
+use bytes::Bytes;
 use bytestring::ByteString;
 use herald_common::protocol::{Disconnect, DisconnectCode};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, NodeStats};
+use crate::ws::FrameWriter;
 
 /// Largest frame the writer builds by joining messages (a single bigger message is still
-/// written whole). actix-ws queues up to 32 frames per session before `text()` waits, so
-/// this also bounds what a client that stops reading pins in memory beyond the outbox.
+/// written whole).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
 /// Why a push was not queued.
@@ -71,6 +72,8 @@ struct State {
     /// The largest `bytes` reported to the node statistics.
     reported_peak: usize,
     close: Option<Disconnect>,
+    /// A ping or pong to write before the queued messages (a newer one replaces it).
+    control: Option<Control>,
     /// The writer ended: nothing is accepted any more.
     finished: bool,
     /// The writer was told (or is about to be told) that there is work: it is writing, or a
@@ -79,8 +82,19 @@ struct State {
     scheduled: bool,
 }
 
+/// A control frame for the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Ping the client (simple endpoints; the protocol pings with `{}` messages).
+    Ping,
+    /// Answer the client's ping with its payload.
+    Pong(Bytes),
+}
+
 /// What the writer does next.
 enum Next {
+    /// Write this control frame.
+    Control(Control),
     /// Write these messages as one frame.
     Write(Vec<ByteString>),
     /// Everything before the close was written: close.
@@ -146,6 +160,18 @@ impl Outbox {
         Ok(wake)
     }
 
+    /// Asks the writer for a control frame, ahead of queued messages.
+    pub fn control(&self, control: Control) {
+        let mut state = self.lock();
+        if state.finished || state.close.is_some() {
+            return;
+        }
+        state.control = Some(control);
+        state.scheduled = true;
+        drop(state);
+        self.wake.notify_one();
+    }
+
     /// Bytes queued right now.
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes
@@ -198,6 +224,9 @@ impl Outbox {
     /// into `batch` (at least one message).
     fn next(&self, mut batch: Vec<ByteString>) -> Next {
         let mut state = self.lock();
+        if let Some(control) = state.control.take() {
+            return Next::Control(control);
+        }
         let Some(first) = state.queue.pop_front() else {
             return match state.close.clone() {
                 Some(close) => Next::Close(close),
@@ -277,29 +306,11 @@ impl Drop for Wakes {
     }
 }
 
-/// One frame of `messages`: the message itself when there is one, else a `\n`-joined copy.
-fn frame(messages: &mut Vec<ByteString>) -> ByteString {
-    if messages.len() == 1
-        && let Some(only) = messages.pop()
-    {
-        return only;
-    }
-    let len = messages.iter().map(|m| m.len() + 1).sum::<usize>();
-    let mut joined = String::with_capacity(len);
-    for (i, message) in messages.drain(..).enumerate() {
-        if i > 0 {
-            joined.push('\n');
-        }
-        joined.push_str(&message);
-    }
-    ByteString::from(joined)
-}
-
-/// Writes what `outbox` queues to `session` until a close was sent, the client went away or
+/// Writes what `outbox` queues to `writer` until a close was sent, the client went away or
 /// the writer gave up on a client that does not read; then fires `done`.
 pub async fn run_writer(
     outbox: Arc<Outbox>,
-    mut session: Session,
+    mut writer: FrameWriter<'_>,
     close_timeout: Duration,
     done: CancellationToken,
 ) {
@@ -315,33 +326,37 @@ pub async fn run_writer(
                     () = done.cancelled() => break,
                 }
             }
-            Next::Write(mut messages) => {
-                let count = messages.len() as u64;
-                let text = frame(&mut messages);
-                batch = messages;
-                let sent = tokio::select! {
-                    biased;
-                    () = outbox.urgent.notified() => true,
-                    () = done.cancelled() => false,
-                    sent = session.text(text) => sent.is_ok(),
+            Next::Control(control) => {
+                let frame = async {
+                    match &control {
+                        Control::Ping => writer.ping().await,
+                        Control::Pong(payload) => writer.pong(payload).await,
+                    }
                 };
-                if !sent {
+                if !write_or_finish(frame, &outbox, &done, close_timeout).await {
                     break;
                 }
+            }
+            Next::Write(mut messages) => {
+                let count = messages.len() as u64;
+                let frame = writer.text(&messages);
+                if !write_or_finish(frame, &outbox, &done, close_timeout).await {
+                    break;
+                }
+                messages.clear();
+                if messages.capacity() > IDLE_QUEUE_CAPACITY {
+                    // A burst's batch is not kept by an idle connection.
+                    messages = Vec::new();
+                }
+                batch = messages;
                 messages_out.increment(count);
                 frames_out.increment(1);
             }
             Next::Close(disconnect) => {
                 metrics::disconnect(disconnect.close_code());
-                let reason = CloseReason {
-                    code: CloseCode::Other(disconnect.close_code()),
-                    description: Some(disconnect.close_reason().to_owned()),
-                };
-                if tokio::time::timeout(close_timeout, session.close(Some(reason)))
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!("close frame not delivered in time; dropping the session");
+                let closing = writer.close(disconnect.close_code(), disconnect.close_reason());
+                if tokio::time::timeout(close_timeout, closing).await.is_err() {
+                    tracing::debug!("close frame not delivered in time; dropping the connection");
                 }
                 break;
             }
@@ -349,6 +364,28 @@ pub async fn run_writer(
     }
     outbox.finish();
     done.cancel();
+}
+
+/// Writes one frame; `false` when the connection is gone. An urgent close (3008, or the
+/// reader ending) does not cut the frame in progress, which would leave no valid stream for
+/// the close frame: the frame gets at most `close_timeout` more, and then the close follows
+/// (without a close frame when even that did not finish, see [`FrameWriter::close`]).
+async fn write_or_finish(
+    frame: impl std::future::Future<Output = std::io::Result<()>>,
+    outbox: &Outbox,
+    done: &CancellationToken,
+    close_timeout: Duration,
+) -> bool {
+    let mut frame = std::pin::pin!(frame);
+    tokio::select! {
+        biased;
+        () = done.cancelled() => false,
+        sent = &mut frame => sent.is_ok(),
+        () = outbox.urgent.notified() => {
+            let _ = tokio::time::timeout(close_timeout, &mut frame).await;
+            true
+        }
+    }
 }
 
 #[cfg(test)]
@@ -365,6 +402,7 @@ mod tests {
         match outbox.next(Vec::new()) {
             Next::Write(messages) => messages.iter().map(ToString::to_string).collect(),
             Next::Close(d) => vec![format!("close {}", d.code)],
+            Next::Control(c) => vec![format!("{c:?}")],
             Next::Idle => vec![],
         }
     }
@@ -408,6 +446,27 @@ mod tests {
     }
 
     #[test]
+    fn a_pong_goes_out_before_queued_messages_and_the_newest_control_wins() {
+        let outbox = outbox(1024);
+        outbox.push("a".into()).unwrap();
+        outbox.control(Control::Ping);
+        outbox.control(Control::Pong(Bytes::from_static(b"p")));
+        assert_eq!(
+            take(&outbox),
+            [format!("{:?}", Control::Pong(Bytes::from_static(b"p")))]
+        );
+        assert_eq!(take(&outbox), ["a"]);
+        assert!(take(&outbox).is_empty());
+        outbox.close(DisconnectCode::BadRequest.to_disconnect());
+        outbox.control(Control::Ping);
+        assert_eq!(
+            take(&outbox),
+            ["close 3501"],
+            "no control frame after a close"
+        );
+    }
+
+    #[test]
     fn passing_the_limit_drops_the_queue_and_closes_as_slow() {
         let stats = Arc::new(NodeStats::default());
         let outbox = Outbox::new(10, Arc::clone(&stats));
@@ -416,15 +475,6 @@ mod tests {
         assert_eq!(outbox.queued_bytes(), 0);
         assert_eq!(stats.snapshot().slow_closes, 1);
         assert_eq!(take(&outbox), ["close 3008"]);
-    }
-
-    #[test]
-    fn a_frame_of_one_message_is_the_message_and_more_are_joined_by_newlines() {
-        let mut one = vec![ByteString::from("{}")];
-        assert_eq!(frame(&mut one), "{}");
-        let mut three: Vec<ByteString> = vec!["a".into(), "b".into(), "c".into()];
-        assert_eq!(frame(&mut three), "a\nb\nc");
-        assert!(three.is_empty());
     }
 
     #[test]

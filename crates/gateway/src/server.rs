@@ -1,0 +1,194 @@
+//! The HTTP server of a process that serves the gateway (the standalone `herald-gateway`
+//! and the embedded `herald`): actix-web's application over actix-http, with WebSocket
+//! upgrades taken out of the HTTP/1 dispatcher.
+//!
+//! actix-http hands a request with `Connection: upgrade` to the upgrade service together
+//! with the connection ([`Upgrade`]). The upgrade service asks the same application for the
+//! response, so routing, middleware (metrics, request spans), the Origin and token checks
+//! and the JSON refusals are those of every other request. A `101` that carries a
+//! [`ws::Plan`](crate::ws) is written and the plan runs on the bare socket
+//! ([`crate::ws`]); anything else is written as it is and the connection closes.
+//!
+//! The connection's future stays under the server's worker, so a graceful stop waits for
+//! open WebSockets to finish closing (up to the shutdown timeout).
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_codec::Framed;
+use actix_http::body::{BodySize, BoxBody, MessageBody, to_bytes_limited};
+use actix_http::h1::{self, Message};
+use actix_http::{ConnectionType, HttpService, KeepAlive, Request, Response, StatusCode};
+use actix_server::Server;
+use actix_service::{
+    IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _, map_config,
+};
+use actix_web::dev::AppConfig;
+use futures_util::SinkExt as _;
+use futures_util::future::LocalBoxFuture;
+use tokio::net::TcpStream;
+
+use crate::ws::{Plan, Socket};
+
+/// Largest body of a refused upgrade (an error document) that is written back.
+const MAX_REFUSAL_BODY: usize = 64 * 1024;
+
+/// How the server runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Worker threads; `None`: one per core.
+    pub workers: Option<usize>,
+    /// Longest graceful stop, in seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Serves the application `factory` builds (one per worker) on `listener`, with WebSocket
+/// upgrades as described in the module docs. Signals are left to the caller.
+pub fn serve<F, I, S, B>(
+    listener: TcpListener,
+    options: ServerOptions,
+    factory: F,
+) -> io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let addr = listener.local_addr()?;
+    let mut builder = Server::build()
+        .disable_signals()
+        .shutdown_timeout(options.shutdown_timeout_secs);
+    if let Some(workers) = options.workers {
+        builder = builder.workers(workers.max(1));
+    }
+    let server = builder
+        .listen("herald-http", listener, move || {
+            let app = factory()
+                .into_factory()
+                .map_err(|err| err.into().error_response());
+            let upgrade = Upgrade {
+                app: factory().into_factory(),
+                _body: PhantomData,
+            };
+            HttpService::build()
+                .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .h1_allow_half_closed(false)
+                .tcp_nodelay(true)
+                .local_addr(addr)
+                .upgrade(upgrade)
+                .finish(map_config(app, |()| AppConfig::default()))
+                .tcp()
+        })?
+        .run();
+    Ok(server)
+}
+
+/// actix-http's upgrade service over an application.
+struct Upgrade<S, B> {
+    app: S,
+    _body: PhantomData<fn() -> B>,
+}
+
+impl<S, B> ServiceFactory<(Request, Framed<TcpStream, h1::Codec>)> for Upgrade<S, B>
+where
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ();
+    type Error = actix_web::Error;
+    type Config = ();
+    type Service = UpgradeService<S::Service, B>;
+    type InitError = S::InitError;
+    type Future = LocalBoxFuture<'static, Result<Self::Service, Self::InitError>>;
+
+    fn new_service(&self, (): ()) -> Self::Future {
+        let app = self.app.new_service(AppConfig::default());
+        Box::pin(async move {
+            Ok(UpgradeService {
+                app: Rc::new(app.await?),
+                _body: PhantomData,
+            })
+        })
+    }
+}
+
+struct UpgradeService<A, B> {
+    app: Rc<A>,
+    _body: PhantomData<fn() -> B>,
+}
+
+impl<A, B> Service<(Request, Framed<TcpStream, h1::Codec>)> for UpgradeService<A, B>
+where
+    A: Service<Request> + 'static,
+    A::Error: Into<actix_web::Error> + 'static,
+    A::Response: Into<Response<B>> + 'static,
+    A::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ();
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<(), actix_web::Error>>;
+
+    actix_service::always_ready!();
+
+    fn call(&self, (req, framed): (Request, Framed<TcpStream, h1::Codec>)) -> Self::Future {
+        let answered = self.app.call(req);
+        Box::pin(async move {
+            let response: Response<BoxBody> = match answered.await {
+                Ok(response) => response.into().map_into_boxed_body(),
+                Err(err) => Response::from(err.into().error_response()),
+            };
+            Ok(answer(response, framed).await?)
+        })
+    }
+}
+
+/// Writes the application's answer to an upgrade request, then runs the WebSocket it
+/// carries or closes the connection.
+async fn answer(
+    response: Response<BoxBody>,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> io::Result<()> {
+    let (mut head, body) = response.into_parts();
+    let plan = head.extensions_mut().remove::<Plan>();
+    match plan {
+        Some(plan) if head.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            framed.send(Message::Item((head, BodySize::None))).await?;
+            let parts = framed.into_parts();
+            // The dispatcher's write buffer is flushed and dropped here; any bytes the
+            // client sent after its handshake go to the connection.
+            plan.run(Socket::new(parts.io, parts.read_buf)).await;
+            Ok(())
+        }
+        _ => {
+            let body = match to_bytes_limited(body, MAX_REFUSAL_BODY).await {
+                Ok(Ok(body)) => body,
+                _ => actix_web::web::Bytes::new(),
+            };
+            head.head_mut().set_connection_type(ConnectionType::Close);
+            let size = BodySize::Sized(body.len() as u64);
+            framed.send(Message::Item((head, size))).await?;
+            if !body.is_empty() {
+                framed.send(Message::Chunk(Some(body))).await?;
+            }
+            framed.close().await
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! WebSocket connections on the bare TCP stream (RFC 6455 framing).
+//!
+//! A WebSocket handler answers the handshake like any actix-web handler ([`handshake`]) and
+//! attaches what to run on the connection ([`upgrade`]). The HTTP server
+//! ([`crate::server`]) passes every upgrade request through actix-http's upgrade hook: it
+//! asks the application for the response, writes the `101`, and then runs the attached
+//! connection on the TCP stream itself. The HTTP/1 dispatcher is gone by then, with its two
+//! 8 KiB buffers, and so are actix-ws' per-session channel and message stream: an open
+//! connection is one task that reads frames into a buffer it holds only while a frame is
+//! incomplete, and writes queued messages straight from the shared, encoded-once bytes with
+//! one vectored write (`writev`) per frame. See docs/benchmarks.md ("Idle connections").
+//!
+//! Frames from the client are decoded with actix-http's WebSocket codec (masking, lengths,
+//! opcodes, the size limit); continuations are joined here up to the same limit.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+
+use actix_http::ws::{Codec, Frame, Item, ProtocolError};
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use herald_common::protocol::DisconnectCode;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio_util::codec::Decoder as _;
+
+/// What a connection runs once the `101` went out.
+type Run = Box<dyn FnOnce(Socket) -> Pin<Box<dyn Future<Output = ()>>>>;
+
+/// The connection a handshake response carries to the server (a response extension).
+pub(crate) struct Plan(Run);
+
+impl Plan {
+    /// Runs the connection on `socket`.
+    pub(crate) async fn run(self, socket: Socket) {
+        (self.0)(socket).await;
+    }
+}
+
+/// The `101 Switching Protocols` answer to a valid WebSocket handshake (GET, `Upgrade:
+/// websocket`, version 13, a key); a malformed one is a 400.
+pub fn handshake(req: &HttpRequest) -> actix_web::Result<HttpResponse> {
+    let response = actix_http::ws::handshake(req.head())
+        .map_err(|err| actix_web::error::ErrorBadRequest(err.to_string()))?
+        .finish()
+        .map_into_boxed_body();
+    Ok(HttpResponse::from(response))
+}
+
+/// Attaches `run` to a handshake response: the server runs it on the connection's socket
+/// after writing the response. Dropped unrun when the response cannot be written.
+pub fn upgrade<F, Fut>(response: &mut HttpResponse, run: F)
+where
+    F: FnOnce(Socket) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let run: Run = Box::new(move |socket| Box::pin(run(socket)));
+    response.extensions_mut().insert(Plan(run));
+}
+
+/// Bytes asked of the kernel per read; a frame bigger than that grows the buffer.
+const READ_CHUNK: usize = 4096;
+
+/// Longest close reason a close frame carries (control payloads are at most 125 bytes).
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Most slices handed to one `writev` (the kernel's `IOV_MAX` is 1024).
+const MAX_SLICES: usize = 512;
+
+const OP_TEXT: u8 = 0x1;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// An upgraded connection: the TCP stream and whatever the client sent after the handshake.
+#[derive(Debug)]
+pub struct Socket {
+    stream: TcpStream,
+    buffered: BytesMut,
+}
+
+impl Socket {
+    pub(crate) fn new(stream: TcpStream, buffered: BytesMut) -> Self {
+        // Frames are small and latency matters more than packet count.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "TCP_NODELAY not set");
+        }
+        Self { stream, buffered }
+    }
+
+    /// The reading and the writing half; messages over `max_message` bytes are refused.
+    pub fn split(&mut self, max_message: usize) -> (FrameReader<'_>, FrameWriter<'_>) {
+        let (read, write) = self.stream.split();
+        let buf = std::mem::take(&mut self.buffered);
+        (
+            FrameReader {
+                half: read,
+                buf,
+                codec: Codec::new().max_size(max_message),
+                partial: None,
+                max_message,
+            },
+            FrameWriter {
+                half: write,
+                torn: false,
+                slices_hint: 0,
+            },
+        )
+    }
+}
+
+/// One message from the client.
+#[derive(Debug)]
+pub enum Message {
+    /// A text message (continuations joined), valid UTF-8.
+    Text(ByteString),
+    /// A binary message (its content is not kept).
+    Binary,
+    /// A ping, with its payload for the pong.
+    Ping(Bytes),
+    /// A pong.
+    Pong,
+    /// The client closes.
+    Close,
+}
+
+/// Why reading stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WsError {
+    /// A frame or a joined message over the size limit.
+    #[error("message too big")]
+    TooBig,
+    /// Not valid WebSocket: bad framing, unmasked frames, invalid UTF-8 text.
+    #[error("websocket protocol error: {0}")]
+    Protocol(String),
+    /// The socket failed.
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<ProtocolError> for WsError {
+    fn from(err: ProtocolError) -> Self {
+        match err {
+            ProtocolError::Overflow => WsError::TooBig,
+            ProtocolError::Io(io) => WsError::Io(io),
+            other => WsError::Protocol(other.to_string()),
+        }
+    }
+}
+
+impl WsError {
+    /// The close code: 1009 for a message over the limit, 3501 for anything else.
+    pub fn close_code(&self) -> DisconnectCode {
+        match self {
+            WsError::TooBig => DisconnectCode::MessageTooBig,
+            WsError::Protocol(_) | WsError::Io(_) => DisconnectCode::BadRequest,
+        }
+    }
+}
+
+/// A message arriving in continuation frames.
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    data: BytesMut,
+}
+
+/// The reading half: frames in, messages out.
+#[derive(Debug)]
+pub struct FrameReader<'a> {
+    half: ReadHalf<'a>,
+    /// Bytes read and not yet decoded; no allocation while nothing is pending.
+    buf: BytesMut,
+    codec: Codec,
+    partial: Option<Partial>,
+    max_message: usize,
+}
+
+impl FrameReader<'_> {
+    /// The next message; `None` once the client closed the stream. Cancel-safe: what was
+    /// read stays buffered for the next call.
+    pub async fn recv(&mut self) -> Option<Result<Message, WsError>> {
+        loop {
+            match self.decode() {
+                Ok(Some(message)) => return Some(Ok(message)),
+                Ok(None) => {}
+                Err(err) => return Some(Err(err)),
+            }
+            if self.buf.is_empty() && self.buf.capacity() != 0 {
+                // Idle connections keep no read buffer.
+                self.buf = BytesMut::new();
+            }
+            if let Err(err) = self.half.readable().await {
+                return Some(Err(WsError::Io(err)));
+            }
+            self.buf.reserve(READ_CHUNK);
+            match self.half.try_read_buf(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Some(Err(WsError::Io(err))),
+            }
+        }
+    }
+
+    fn decode(&mut self) -> Result<Option<Message>, WsError> {
+        while let Some(frame) = self.codec.decode(&mut self.buf)? {
+            let message = match frame {
+                Frame::Text(bytes) => Message::Text(utf8(bytes)?),
+                Frame::Binary(_) => Message::Binary,
+                Frame::Ping(bytes) => Message::Ping(bytes),
+                Frame::Pong(_) => Message::Pong,
+                Frame::Close(_) => Message::Close,
+                Frame::Continuation(item) => match self.join(item)? {
+                    Some(message) => message,
+                    None => continue,
+                },
+            };
+            return Ok(Some(message));
+        }
+        Ok(None)
+    }
+
+    /// A message in continuation frames begins (the codec refuses a second one before the
+    /// first ended).
+    fn start(&mut self, text: bool, chunk: Bytes) -> Bytes {
+        self.partial = Some(Partial {
+            text,
+            data: BytesMut::new(),
+        });
+        chunk
+    }
+
+    /// Adds a continuation frame; the whole message once its last frame arrived.
+    fn join(&mut self, item: Item) -> Result<Option<Message>, WsError> {
+        let (chunk, last) = match item {
+            Item::FirstText(chunk) => (self.start(true, chunk), false),
+            Item::FirstBinary(chunk) => (self.start(false, chunk), false),
+            Item::Continue(chunk) => (chunk, false),
+            Item::Last(chunk) => (chunk, true),
+        };
+        let partial = self
+            .partial
+            .as_mut()
+            .ok_or_else(|| WsError::Protocol("continuation without a first frame".into()))?;
+        if partial.data.len() + chunk.len() > self.max_message {
+            return Err(WsError::TooBig);
+        }
+        partial.data.extend_from_slice(&chunk);
+        if !last {
+            return Ok(None);
+        }
+        let Some(partial) = self.partial.take() else {
+            return Ok(None);
+        };
+        if partial.text {
+            Ok(Some(Message::Text(utf8(partial.data.freeze())?)))
+        } else {
+            Ok(Some(Message::Binary))
+        }
+    }
+}
+
+fn utf8(bytes: Bytes) -> Result<ByteString, WsError> {
+    ByteString::try_from(bytes).map_err(|_| WsError::Protocol("text is not valid UTF-8".into()))
+}
+
+/// The writing half: server frames (never masked, never fragmented).
+#[derive(Debug)]
+pub struct FrameWriter<'a> {
+    half: WriteHalf<'a>,
+    /// A frame was cut off halfway (the write was abandoned): the stream is no longer valid
+    /// WebSocket, so nothing more is written, not even a close frame.
+    torn: bool,
+    /// Slices the last frame needed (capacity hint for the next).
+    slices_hint: usize,
+}
+
+impl FrameWriter<'_> {
+    /// Writes `messages` as one text frame, joined by `\n`.
+    pub async fn text(&mut self, messages: &[ByteString]) -> io::Result<()> {
+        let len = messages.iter().map(|message| message.len()).sum::<usize>()
+            + messages.len().saturating_sub(1);
+        let mut header = [0u8; 10];
+        let head = encode_header(&mut header, OP_TEXT, len);
+        self.write_frame(&header[..head], messages).await
+    }
+
+    /// Answers a ping.
+    pub async fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.control(OP_PONG, payload).await
+    }
+
+    /// Pings the client (empty payload).
+    pub async fn ping(&mut self) -> io::Result<()> {
+        self.control(OP_PING, b"").await
+    }
+
+    /// Sends a close frame with `code` and `reason` (unless a frame was cut off), then ends
+    /// the sending direction of the stream.
+    pub async fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        if !self.torn {
+            let mut payload = Vec::with_capacity(2 + MAX_CLOSE_REASON);
+            payload.extend_from_slice(&code.to_be_bytes());
+            payload.extend_from_slice(truncate_utf8(reason, MAX_CLOSE_REASON).as_bytes());
+            self.control(OP_CLOSE, &payload).await?;
+        }
+        self.half.shutdown().await
+    }
+
+    async fn control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let payload = &payload[..payload.len().min(125)];
+        let mut frame = [0u8; 2 + 125];
+        let head = encode_header(
+            (&mut frame[..10]).try_into().map_err(io::Error::other)?,
+            opcode,
+            payload.len(),
+        );
+        frame[head..head + payload.len()].copy_from_slice(payload);
+        let frame = &frame[..head + payload.len()];
+        self.write_frame(frame, &[]).await
+    }
+
+    /// Writes `head` then `messages` joined by `\n`, whole. Abandoning the returned future
+    /// partway marks the stream torn.
+    async fn write_frame(&mut self, head: &[u8], messages: &[ByteString]) -> io::Result<()> {
+        if self.torn {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream torn"));
+        }
+        let total = head.len()
+            + messages.iter().map(|message| message.len()).sum::<usize>()
+            + messages.len().saturating_sub(1);
+        let mut written = 0;
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.slices_hint.min(MAX_SLICES));
+        self.torn = true;
+        while written < total {
+            slices.clear();
+            fill_slices(&mut slices, head, messages, written);
+            self.slices_hint = self.slices_hint.max(slices.len());
+            match self.half.try_write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.half.writable().await?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        self.torn = false;
+        Ok(())
+    }
+}
+
+/// The slices of `head` + `messages` joined by `\n`, skipping the first `skip` bytes, at most
+/// [`MAX_SLICES`] of them.
+fn fill_slices<'b>(
+    slices: &mut Vec<IoSlice<'b>>,
+    head: &'b [u8],
+    messages: &'b [ByteString],
+    mut skip: usize,
+) {
+    let mut add = |piece: &'b [u8], skip: &mut usize| -> bool {
+        if *skip >= piece.len() {
+            *skip -= piece.len();
+            return true;
+        }
+        slices.push(IoSlice::new(&piece[*skip..]));
+        *skip = 0;
+        slices.len() < MAX_SLICES
+    };
+    if !add(head, &mut skip) {
+        return;
+    }
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 && !add(b"\n", &mut skip) {
+            return;
+        }
+        if !add(message.as_bytes(), &mut skip) {
+            return;
+        }
+    }
+}
+
+/// Writes a final, unmasked frame header for `opcode` and a payload of `len` bytes; returns
+/// the header's length.
+fn encode_header(buf: &mut [u8; 10], opcode: u8, len: usize) -> usize {
+    buf[0] = 0x80 | opcode;
+    if let Ok(short) = u8::try_from(len)
+        && short < 126
+    {
+        buf[1] = short;
+        2
+    } else if let Ok(medium) = u16::try_from(len) {
+        buf[1] = 126;
+        buf[2..4].copy_from_slice(&medium.to_be_bytes());
+        4
+    } else {
+        buf[1] = 127;
+        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn joined(slices: &[IoSlice<'_>]) -> Vec<u8> {
+        slices.iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn headers_use_the_shortest_length_encoding() {
+        let mut buf = [0u8; 10];
+        assert_eq!(encode_header(&mut buf, OP_TEXT, 5), 2);
+        assert_eq!(buf[..2], [0x81, 5]);
+        assert_eq!(encode_header(&mut buf, OP_TEXT, 126), 4);
+        assert_eq!(buf[..4], [0x81, 126, 0, 126]);
+        assert_eq!(encode_header(&mut buf, OP_TEXT, 70_000), 10);
+        assert_eq!(buf[1], 127);
+        assert_eq!(u64::from_be_bytes(buf[2..10].try_into().unwrap()), 70_000);
+    }
+
+    #[test]
+    fn slices_join_messages_with_newlines_and_skip_what_was_written() {
+        let messages: Vec<ByteString> = vec!["ab".into(), "c".into(), "def".into()];
+        let mut slices = Vec::new();
+        fill_slices(&mut slices, b"H", &messages, 0);
+        assert_eq!(joined(&slices), b"Hab\nc\ndef");
+        for skip in 0..9 {
+            slices.clear();
+            fill_slices(&mut slices, b"H", &messages, skip);
+            assert_eq!(joined(&slices), &b"Hab\nc\ndef"[skip..], "skip {skip}");
+        }
+    }
+
+    #[test]
+    fn a_write_is_split_into_at_most_max_slices() {
+        let messages: Vec<ByteString> = (0..MAX_SLICES).map(|_| ByteString::from("x")).collect();
+        let mut slices = Vec::new();
+        fill_slices(&mut slices, b"H", &messages, 0);
+        assert_eq!(slices.len(), MAX_SLICES);
+    }
+
+    #[test]
+    fn close_reasons_are_cut_on_a_character_boundary() {
+        let reason = "é".repeat(100);
+        let cut = truncate_utf8(&reason, MAX_CLOSE_REASON);
+        assert!(cut.len() <= MAX_CLOSE_REASON);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
