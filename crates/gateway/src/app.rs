@@ -86,10 +86,11 @@ impl Application {
                 .configure(|cfg| gateway.configure(cfg))
                 .configure(|cfg| gateway.configure_web_client(cfg))
         })?;
-        tracker.spawn(herald_service::shutdown::stop_server_on(
-            shutdown.clone(),
-            server.handle(),
-        ));
+        tracker.spawn(
+            gateway
+                .clone()
+                .stop_server_on(shutdown.clone(), server.handle()),
+        );
         let drain = CancellationToken::new();
         tracker.spawn(drain_then_stop(
             gateway.clone(),

@@ -219,6 +219,24 @@ impl Gateway {
         tracing::info!(remaining = shared.registry.len(), "drained; stopping");
     }
 
+    /// Stops `server` once `shutdown` fires: every connection is closed with 3001 first and
+    /// awaited (at most the close timeout), because WebSocket connections run in tasks of
+    /// their own that the server's graceful stop does not wait for ([`server`]). Spawn it
+    /// next to the server instead of `herald_service::shutdown::stop_server_on`.
+    pub async fn stop_server_on(
+        self,
+        shutdown: CancellationToken,
+        server: actix_web::dev::ServerHandle,
+    ) {
+        shutdown.cancelled().await;
+        self.close_all(DisconnectCode::Shutdown.to_disconnect());
+        let deadline = tokio::time::Instant::now() + self.shared.settings.limits.close_timeout;
+        while !self.shared.registry.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        server.stop(true).await;
+    }
+
     /// Whether the node is draining.
     pub fn is_draining(&self) -> bool {
         self.shared.is_draining()

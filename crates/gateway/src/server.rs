@@ -9,8 +9,11 @@
 //! [`ws::Plan`](crate::ws) is written and the plan runs on the bare socket
 //! ([`crate::ws`]); anything else is written as it is and the connection closes.
 //!
-//! The connection's future stays under the server's worker, so a graceful stop waits for
-//! open WebSockets to finish closing (up to the shutdown timeout).
+//! The connection then runs in a task of its own on the same worker thread, and the
+//! dispatcher's task (about 11 KiB with its buffers and the application's future state)
+//! ends. The server's graceful stop does not see those tasks, so the compositions stop it
+//! through [`Gateway::stop_server_on`](crate::Gateway::stop_server_on), which first closes
+//! every connection with 3001 and waits for them.
 
 use std::fmt;
 use std::io;
@@ -174,7 +177,7 @@ async fn answer(
             let parts = framed.into_parts();
             // The dispatcher's write buffer is flushed and dropped here; any bytes the
             // client sent after its handshake go to the connection.
-            plan.run(Socket::new(parts.io, parts.read_buf)).await;
+            actix_web::rt::spawn(plan.run(Socket::new(parts.io, parts.read_buf)));
             Ok(())
         }
         _ => {

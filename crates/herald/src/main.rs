@@ -300,7 +300,11 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
             .configure(|cfg| app_gateway.configure_web_client(cfg))
             .default_service(web::to(not_found))
     })?;
-    tracker.spawn(shutdown::stop_server_on(shutdown.clone(), server.handle()));
+    tracker.spawn(
+        gateway
+            .clone()
+            .stop_server_on(shutdown.clone(), server.handle()),
+    );
     let on_signal = shutdown.clone();
     tracker.spawn(async move {
         tokio::select! {
