@@ -50,6 +50,25 @@ pub fn postgres_pool(url: &str, acquire_timeout: Duration) -> Result<PgPool, sql
 /// crash of the process; only a power loss can take the last commits), foreign keys on, and
 /// writers wait up to `acquire_timeout` for the write lock.
 pub async fn sqlite_pool(url: &str, acquire_timeout: Duration) -> Result<SqlitePool, sqlx::Error> {
+    sqlite_pool_of(url, acquire_timeout, 4).await
+}
+
+/// A pool of one connection on the SQLite file `url` names, for a store's write
+/// transactions: SQLite admits one writer at a time, and writers that queue here wait in the
+/// pool's fair, asynchronous queue instead of polling the file lock in SQLite's busy handler
+/// (which sleeps up to 100 ms between tries).
+pub async fn sqlite_writer_pool(
+    url: &str,
+    acquire_timeout: Duration,
+) -> Result<SqlitePool, sqlx::Error> {
+    sqlite_pool_of(url, acquire_timeout, 1).await
+}
+
+async fn sqlite_pool_of(
+    url: &str,
+    acquire_timeout: Duration,
+    connections: u32,
+) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -61,7 +80,7 @@ pub async fn sqlite_pool(url: &str, acquire_timeout: Duration) -> Result<SqliteP
         std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
     }
     SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(connections)
         .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await

@@ -1,8 +1,10 @@
 //! The SQLite store of the embedded mode: the same behaviour as [`super::PgStore`] with
 //! runtime queries. UUIDs are 16-byte blobs; times are INTEGER microseconds since the epoch.
 //!
-//! Each write transaction starts with its write, so SQLite takes the write lock at once and
-//! concurrent writers queue on the busy timeout instead of failing a lock upgrade.
+//! Write transactions go through a pool of one connection, so concurrent writers queue in
+//! the pool instead of on SQLite's busy handler; reads use their own pool. Each write
+//! transaction also starts with its write, so SQLite takes the write lock at once (the auth
+//! store shares the file in embedded mode).
 
 use std::time::Duration;
 
@@ -22,20 +24,24 @@ use super::{
 /// Tasks, idempotency keys and the outbox in a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Write transactions (one connection).
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file named by `url`.
     pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let pool = herald_service::db::sqlite_pool(url, acquire_timeout).await?;
-        Ok(Self { pool })
+        let writer = herald_service::db::sqlite_writer_pool(url, acquire_timeout).await?;
+        Ok(Self { pool, writer })
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         let mut migrator = sqlx::migrate!("../../migrations/tasks/sqlite");
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-        migrator.run(&self.pool).await?;
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
@@ -50,7 +56,7 @@ impl SqliteStore {
         event: &OutboxEvent,
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<CreateOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if let Some(record) = idempotency {
             let inserted = sqlx::query(
                 "INSERT INTO task_idempotency_keys (user_id, key, request_hash, task_id, response, created_at)
@@ -139,7 +145,7 @@ impl SqliteStore {
         expected_version: u64,
         event: &OutboxEvent,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(
             "UPDATE tasks
              SET title = ?3, description = ?4, status = ?5, assignee = ?6, updated_at = ?7, version = ?8
@@ -170,7 +176,7 @@ impl SqliteStore {
         expected_version: u64,
         event: &OutboxEvent,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let deleted = sqlx::query("DELETE FROM tasks WHERE id = ? AND version = ?")
             .bind(id.as_uuid())
             .bind(version_to_stored(expected_version))
@@ -215,7 +221,7 @@ impl SqliteStore {
         if sent.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for id in sent {
             sqlx::query("UPDATE task_outbox SET sent_at = ? WHERE id = ?")
                 .bind(to_micros(now))
@@ -247,11 +253,11 @@ impl SqliteStore {
         let outbox =
             sqlx::query("DELETE FROM task_outbox WHERE sent_at IS NOT NULL AND sent_at < ?")
                 .bind(to_micros(sent_before))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         let keys = sqlx::query("DELETE FROM task_idempotency_keys WHERE created_at < ?")
             .bind(to_micros(keys_before))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(Swept {
             outbox_rows: outbox.rows_affected(),
