@@ -1,4 +1,5 @@
-//! The gateway booted for real (HTTP server, actix-ws, Redis) and driven over WebSockets.
+//! The gateway booted for real (HTTP server, WebSockets on the bare socket, Redis) and driven
+//! over WebSockets.
 //! Every test gets its own gateway and Redis key prefix, so they run in parallel.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,6 +8,7 @@ mod api;
 mod cluster;
 mod drain;
 mod follower;
+mod frames;
 mod http;
 mod limits;
 mod position;
