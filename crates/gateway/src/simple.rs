@@ -101,6 +101,9 @@ async fn open(
         grant,
     };
     ws::upgrade(&mut response, move |mut socket| async move {
+        line.target
+            .outbox
+            .attach_socket(Arc::clone(socket.stream()));
         let (reader, writer) = socket.split(max_message);
         let writing = run_writer(
             Arc::clone(&line.target.outbox),

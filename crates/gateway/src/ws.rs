@@ -22,9 +22,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use herald_common::protocol::DisconnectCode;
-use tokio::io::AsyncWriteExt as _;
+use std::sync::Arc;
+
 use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio_util::codec::Decoder as _;
 
 /// What a connection runs once the `101` went out.
@@ -70,15 +70,19 @@ const MAX_CLOSE_REASON: usize = 123;
 /// Most slices handed to one `writev` (the kernel's `IOV_MAX` is 1024).
 const MAX_SLICES: usize = 512;
 
-const OP_TEXT: u8 = 0x1;
+pub(crate) const OP_TEXT: u8 = 0x1;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 /// An upgraded connection: the TCP stream and whatever the client sent after the handshake.
+///
+/// The stream is shared: besides the connection's own reader and writer, the fan-out may
+/// write a frame straight to it while the connection's writer is idle (see
+/// [`crate::fanout::outbox::Outbox::attach_socket`]).
 #[derive(Debug)]
 pub struct Socket {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     buffered: BytesMut,
 }
 
@@ -88,23 +92,30 @@ impl Socket {
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "TCP_NODELAY not set");
         }
-        Self { stream, buffered }
+        Self {
+            stream: Arc::new(stream),
+            buffered,
+        }
+    }
+
+    /// The shared stream.
+    pub fn stream(&self) -> &Arc<TcpStream> {
+        &self.stream
     }
 
     /// The reading and the writing half; messages over `max_message` bytes are refused.
     pub fn split(&mut self, max_message: usize) -> (FrameReader<'_>, FrameWriter<'_>) {
-        let (read, write) = self.stream.split();
         let buf = std::mem::take(&mut self.buffered);
         (
             FrameReader {
-                half: read,
+                half: &self.stream,
                 buf,
                 codec: Codec::new().max_size(max_message),
                 partial: None,
                 max_message,
             },
             FrameWriter {
-                half: write,
+                half: &self.stream,
                 torn: false,
                 slices_hint: 0,
             },
@@ -171,7 +182,7 @@ struct Partial {
 /// The reading half: frames in, messages out.
 #[derive(Debug)]
 pub struct FrameReader<'a> {
-    half: ReadHalf<'a>,
+    half: &'a TcpStream,
     /// Bytes read and not yet decoded; no allocation while nothing is pending.
     buf: BytesMut,
     codec: Codec,
@@ -271,7 +282,7 @@ fn utf8(bytes: Bytes) -> Result<ByteString, WsError> {
 /// The writing half: server frames (never masked, never fragmented).
 #[derive(Debug)]
 pub struct FrameWriter<'a> {
-    half: WriteHalf<'a>,
+    half: &'a TcpStream,
     /// A frame was cut off halfway (the write was abandoned): the stream is no longer valid
     /// WebSocket, so nothing more is written, not even a close frame.
     torn: bool,
@@ -287,6 +298,11 @@ impl FrameWriter<'_> {
         let mut header = [0u8; 10];
         let head = encode_header(&mut header, OP_TEXT, len);
         self.write_frame(&header[..head], messages).await
+    }
+
+    /// Writes bytes that are already framed (the rest of a frame the fan-out began).
+    pub async fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_frame(bytes, &[]).await
     }
 
     /// Answers a ping.
@@ -308,7 +324,7 @@ impl FrameWriter<'_> {
             payload.extend_from_slice(truncate_utf8(reason, MAX_CLOSE_REASON).as_bytes());
             self.control(OP_CLOSE, &payload).await?;
         }
-        self.half.shutdown().await
+        socket2::SockRef::from(self.half).shutdown(std::net::Shutdown::Write)
     }
 
     async fn control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
@@ -386,7 +402,7 @@ fn fill_slices<'b>(
 
 /// Writes a final, unmasked frame header for `opcode` and a payload of `len` bytes; returns
 /// the header's length.
-fn encode_header(buf: &mut [u8; 10], opcode: u8, len: usize) -> usize {
+pub(crate) fn encode_header(buf: &mut [u8; 10], opcode: u8, len: usize) -> usize {
     buf[0] = 0x80 | opcode;
     if let Ok(short) = u8::try_from(len)
         && short < 126

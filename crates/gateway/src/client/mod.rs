@@ -56,6 +56,7 @@ pub async fn websocket(
     ));
     let admission = shared.registry.admit(&target);
     ws::upgrade(&mut response, move |mut socket| async move {
+        target.outbox.attach_socket(Arc::clone(socket.stream()));
         let (reader, writer) = socket.split(max_message);
         let writing = run_writer(
             Arc::clone(&target.outbox),

@@ -61,7 +61,8 @@ impl Dispatcher {
     ///
     /// Each batch of events is delivered before the writers are woken (every
     /// [`super::outbox::WAKE_AFTER`] deliveries at the latest): a writer then joins what
-    /// the batch queued for it into one frame.
+    /// the batch queued for it into one frame. An event that arrives alone is written
+    /// straight to the sockets of idle connections ([`Wakes::set_direct`]).
     pub async fn run(self, mut events: mpsc::Receiver<BrokerEvent>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(BATCH);
         let mut wakes = Wakes::default();
@@ -74,6 +75,9 @@ impl Dispatcher {
                 tracing::warn!("the broker subscriber stopped; no more deliveries");
                 return;
             }
+            // A lone event (nothing else waiting) is written to idle connections at once; a
+            // batch is queued, so that each writer joins it into few frames.
+            wakes.set_direct(received == 1 && events.is_empty());
             for event in batch.drain(..) {
                 self.deliver(event, &mut wakes);
                 if wakes.due() {

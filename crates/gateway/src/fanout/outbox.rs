@@ -20,14 +20,18 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
+use std::io::IoSlice;
+use std::sync::OnceLock;
+
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use herald_common::protocol::{Disconnect, DisconnectCode};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, NodeStats};
-use crate::ws::FrameWriter;
+use crate::ws::{self, FrameWriter};
 
 /// Largest frame the writer builds by joining messages (a single bigger message is still
 /// written whole).
@@ -52,6 +56,19 @@ pub struct Outbox {
     urgent: Notify,
     limit: usize,
     stats: Arc<NodeStats>,
+    /// The connection's socket, for [`Wakes`]'s direct writes while the writer is idle.
+    socket: OnceLock<Arc<TcpStream>>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued; the writer must be woken (see [`Outbox::wake`]).
+    Wake,
+    /// Queued; the writer already knows there is work.
+    Queued,
+    /// Written to the socket at once, as a frame of its own.
+    Written,
 }
 
 /// Queue capacity (messages) an idle connection keeps; more is released when it goes idle.
@@ -72,6 +89,8 @@ struct State {
     /// The largest `bytes` reported to the node statistics.
     reported_peak: usize,
     close: Option<Disconnect>,
+    /// The rest of a frame a direct write began: the writer sends it before anything else.
+    raw: Option<Bytes>,
     /// A ping or pong to write before the queued messages (a newer one replaces it).
     control: Option<Control>,
     /// The writer ended: nothing is accepted any more.
@@ -93,6 +112,8 @@ pub enum Control {
 
 /// What the writer does next.
 enum Next {
+    /// Finish the frame a direct write began.
+    Raw(Bytes),
     /// Write this control frame.
     Control(Control),
     /// Write these messages as one frame.
@@ -112,7 +133,14 @@ impl Outbox {
             urgent: Notify::new(),
             limit,
             stats,
+            socket: OnceLock::new(),
         }
+    }
+
+    /// Lets [`Wakes`] write frames straight to `socket` while the writer is idle (first call
+    /// wins).
+    pub fn attach_socket(&self, socket: Arc<TcpStream>) {
+        let _ = self.socket.set(socket);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -122,24 +150,69 @@ impl Outbox {
 
     /// Queues one encoded message and wakes the writer if needed. Never waits.
     pub fn push(&self, message: ByteString) -> Result<(), Refused> {
-        if self.enqueue(message)? {
+        if self.enqueue(message)? == Pushed::Wake {
             self.wake.notify_one();
         }
         Ok(())
     }
 
-    /// Queues one encoded message without waking the writer; `Ok(true)` when the caller
-    /// must call [`Outbox::wake`] later (see [`Wakes`]). Never waits.
-    pub fn push_deferred(&self, message: ByteString) -> Result<bool, Refused> {
+    /// Queues one encoded message without waking the writer; [`Pushed::Wake`] when the
+    /// caller must call [`Outbox::wake`] later (see [`Wakes`]). Never waits.
+    pub fn push_deferred(&self, message: ByteString) -> Result<Pushed, Refused> {
         self.enqueue(message)
     }
 
-    /// Wakes the writer after [`Outbox::push_deferred`] answered `true`.
+    /// Like [`Outbox::push_deferred`], but while the writer is idle and nothing is queued the
+    /// message is written to the socket at once, as one frame, by the caller: no wake-up, no
+    /// task switch. The write is one non-blocking system call under the queue's lock, which
+    /// keeps it from mixing with the writer's frames (an idle writer only starts again
+    /// through a push, which waits for the lock). What the socket does not take at once is
+    /// left to the writer: the rest of the frame, or the whole message when nothing went.
+    pub fn push_direct(&self, message: ByteString) -> Result<Pushed, Refused> {
+        let mut state = self.lock();
+        if state.finished || state.close.is_some() {
+            return Err(Refused::Closed);
+        }
+        let idle = !state.scheduled
+            && state.queue.is_empty()
+            && state.raw.is_none()
+            && state.control.is_none();
+        if idle && let Some(socket) = self.socket.get() {
+            let mut header = [0u8; 10];
+            let head = ws::encode_header(&mut header, ws::OP_TEXT, message.len());
+            let total = head + message.len();
+            let slices = [
+                IoSlice::new(&header[..head]),
+                IoSlice::new(message.as_bytes()),
+            ];
+            match socket.try_write_vectored(&slices) {
+                Ok(written) if written == total => return Ok(Pushed::Written),
+                Ok(written) if written > 0 => {
+                    let mut rest = BytesMut::with_capacity(total - written);
+                    let mut skip = written;
+                    for piece in [&header[..head], message.as_bytes()] {
+                        let from = skip.min(piece.len());
+                        rest.extend_from_slice(&piece[from..]);
+                        skip -= from;
+                    }
+                    state.raw = Some(rest.freeze());
+                    state.scheduled = true;
+                    return Ok(Pushed::Wake);
+                }
+                // Nothing went (a full socket, or an error the writer will meet): queue it.
+                Ok(_) | Err(_) => {}
+            }
+        }
+        drop(state);
+        self.enqueue(message)
+    }
+
+    /// Wakes the writer after a push answered [`Pushed::Wake`].
     pub fn wake(&self) {
         self.wake.notify_one();
     }
 
-    fn enqueue(&self, message: ByteString) -> Result<bool, Refused> {
+    fn enqueue(&self, message: ByteString) -> Result<Pushed, Refused> {
         let len = message.len();
         let mut state = self.lock();
         if state.finished || state.close.is_some() {
@@ -157,7 +230,7 @@ impl Outbox {
         }
         let wake = !state.scheduled;
         state.scheduled = true;
-        Ok(wake)
+        Ok(if wake { Pushed::Wake } else { Pushed::Queued })
     }
 
     /// Asks the writer for a control frame, ahead of queued messages.
@@ -224,6 +297,9 @@ impl Outbox {
     /// into `batch` (at least one message).
     fn next(&self, mut batch: Vec<ByteString>) -> Next {
         let mut state = self.lock();
+        if let Some(raw) = state.raw.take() {
+            return Next::Raw(raw);
+        }
         if let Some(control) = state.control.take() {
             return Next::Control(control);
         }
@@ -274,14 +350,34 @@ impl Outbox {
 pub struct Wakes {
     pending: Vec<Arc<Outbox>>,
     deliveries: usize,
+    /// Write to idle connections at once ([`Outbox::push_direct`]).
+    direct: bool,
+    /// Messages written directly since the last flush (for the metrics).
+    written: u64,
 }
 
 impl Wakes {
-    /// Queues `message` on `outbox`, remembering it for a wake-up when needed. A refused
-    /// push needs nothing: the connection is closing (and its writer was woken for that).
+    /// Whether pushes write to idle connections at once. The fan-out turns it on for a
+    /// publication that arrives alone (there is nothing to join it with, and a wake-up and
+    /// a task switch would cost more than the write), off when events come in batches, so
+    /// that writers join a burst into few frames.
+    pub fn set_direct(&mut self, direct: bool) {
+        self.direct = direct;
+    }
+
+    /// Queues `message` on `outbox` (or writes it, see [`Wakes::set_direct`]), remembering
+    /// the outbox for a wake-up when needed. A refused push needs nothing: the connection is
+    /// closing (and its writer was woken for that).
     pub fn push(&mut self, outbox: &Arc<Outbox>, message: ByteString) {
-        if let Ok(true) = outbox.push_deferred(message) {
-            self.pending.push(Arc::clone(outbox));
+        let pushed = if self.direct {
+            outbox.push_direct(message)
+        } else {
+            outbox.push_deferred(message)
+        };
+        match pushed {
+            Ok(Pushed::Wake) => self.pending.push(Arc::clone(outbox)),
+            Ok(Pushed::Written) => self.written += 1,
+            Ok(Pushed::Queued) | Err(_) => {}
         }
         self.deliveries += 1;
     }
@@ -297,6 +393,11 @@ impl Wakes {
             outbox.wake();
         }
         self.deliveries = 0;
+        if self.written > 0 {
+            ::metrics::counter!(metrics::MESSAGES_OUT).increment(self.written);
+            ::metrics::counter!(metrics::FRAMES_OUT).increment(self.written);
+            self.written = 0;
+        }
     }
 }
 
@@ -324,6 +425,11 @@ pub async fn run_writer(
                 tokio::select! {
                     () = outbox.wake.notified() => {}
                     () = done.cancelled() => break,
+                }
+            }
+            Next::Raw(raw) => {
+                if !write_or_finish(writer.raw(&raw), &outbox, &done, close_timeout).await {
+                    break;
                 }
             }
             Next::Control(control) => {
@@ -403,6 +509,7 @@ mod tests {
             Next::Write(messages) => messages.iter().map(ToString::to_string).collect(),
             Next::Close(d) => vec![format!("close {}", d.code)],
             Next::Control(c) => vec![format!("{c:?}")],
+            Next::Raw(r) => vec![format!("raw {r:?}")],
             Next::Idle => vec![],
         }
     }
@@ -421,15 +528,15 @@ mod tests {
     #[test]
     fn only_the_first_push_after_going_idle_asks_for_a_wake_up() {
         let outbox = outbox(1024);
-        assert_eq!(outbox.push_deferred("a".into()), Ok(true));
-        assert_eq!(outbox.push_deferred("b".into()), Ok(false));
+        assert_eq!(outbox.push_deferred("a".into()), Ok(Pushed::Wake));
+        assert_eq!(outbox.push_deferred("b".into()), Ok(Pushed::Queued));
         assert_eq!(take(&outbox), ["a", "b"]);
         // The writer is writing and comes back for more: no wake-up needed.
-        assert_eq!(outbox.push_deferred("c".into()), Ok(false));
+        assert_eq!(outbox.push_deferred("c".into()), Ok(Pushed::Queued));
         assert_eq!(take(&outbox), ["c"]);
         assert!(take(&outbox).is_empty());
         // It went idle: the next push wakes it.
-        assert_eq!(outbox.push_deferred("d".into()), Ok(true));
+        assert_eq!(outbox.push_deferred("d".into()), Ok(Pushed::Wake));
     }
 
     #[tokio::test]
@@ -464,6 +571,60 @@ mod tests {
             ["close 3501"],
             "no control frame after a close"
         );
+    }
+
+    async fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Arc::new(server), client)
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_gets_a_direct_frame_and_a_busy_one_a_queued_message() {
+        use tokio::io::AsyncReadExt as _;
+        let outbox = outbox(1024);
+        let (server, mut client) = socket_pair().await;
+        outbox.attach_socket(server);
+        // Wait until the socket is known writable, as it is for a connection in use.
+        outbox.socket.get().unwrap().writable().await.unwrap();
+        assert_eq!(outbox.push_direct("hello".into()), Ok(Pushed::Written));
+        let mut frame = [0u8; 7];
+        client.read_exact(&mut frame).await.unwrap();
+        assert_eq!(&frame, b"\x81\x05hello", "one final text frame, unmasked");
+        // Something queued: the writer is due, so the next message waits its turn behind it.
+        outbox.push("queued".into()).unwrap();
+        assert_eq!(outbox.push_direct("later".into()), Ok(Pushed::Queued));
+        assert_eq!(take(&outbox), ["queued", "later"]);
+        // A closing connection takes nothing.
+        outbox.close(DisconnectCode::BadRequest.to_disconnect());
+        assert_eq!(outbox.push_direct("x".into()), Err(Refused::Closed));
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_is_left_to_the_writer_ahead_of_everything() {
+        let stats = Arc::new(NodeStats::default());
+        let outbox = Outbox::new(64 * 1024 * 1024, stats);
+        let (server, _client) = socket_pair().await;
+        outbox.attach_socket(server);
+        outbox.socket.get().unwrap().writable().await.unwrap();
+        // The client never reads: big messages fill the kernel's buffers, one is cut.
+        let big: ByteString = "z".repeat(1024 * 1024).into();
+        let mut wrote = 0;
+        loop {
+            match outbox.push_direct(big.clone()) {
+                Ok(Pushed::Written) => wrote += 1,
+                Ok(Pushed::Wake) => break,
+                other => panic!("unexpected {other:?} after {wrote} frames"),
+            }
+            assert!(wrote < 64, "the socket never filled");
+        }
+        outbox.control(Control::Ping);
+        outbox.push("after".into()).unwrap();
+        let first = take(&outbox);
+        assert!(first[0].starts_with("raw "), "the cut frame's rest comes first: {first:?}");
+        assert_eq!(take(&outbox), [format!("{:?}", Control::Ping)]);
+        assert_eq!(take(&outbox), ["after"]);
     }
 
     #[test]
