@@ -575,7 +575,9 @@ mod tests {
 
     async fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         (Arc::new(server), client)
     }
@@ -622,7 +624,10 @@ mod tests {
         outbox.control(Control::Ping);
         outbox.push("after".into()).unwrap();
         let first = take(&outbox);
-        assert!(first[0].starts_with("raw "), "the cut frame's rest comes first: {first:?}");
+        assert!(
+            first[0].starts_with("raw "),
+            "the cut frame's rest comes first: {first:?}"
+        );
         assert_eq!(take(&outbox), [format!("{:?}", Control::Ping)]);
         assert_eq!(take(&outbox), ["after"]);
     }
