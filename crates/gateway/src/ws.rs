@@ -21,7 +21,7 @@ use actix_http::ws::{Codec, Frame, Item, ProtocolError};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use herald_common::protocol::DisconnectCode;
+use herald_common::protocol::{Disconnect, DisconnectCode};
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
@@ -63,9 +63,6 @@ where
 
 /// Bytes asked of the kernel per read; a frame bigger than that grows the buffer.
 const READ_CHUNK: usize = 4096;
-
-/// Longest close reason a close frame carries (control payloads are at most 125 bytes).
-const MAX_CLOSE_REASON: usize = 123;
 
 /// Most slices handed to one `writev` (the kernel's `IOV_MAX` is 1024).
 const MAX_SLICES: usize = 512;
@@ -117,7 +114,6 @@ impl Socket {
             FrameWriter {
                 half: &self.stream,
                 torn: false,
-                slices_hint: 0,
             },
         )
     }
@@ -286,8 +282,6 @@ pub struct FrameWriter<'a> {
     /// A frame was cut off halfway (the write was abandoned): the stream is no longer valid
     /// WebSocket, so nothing more is written, not even a close frame.
     torn: bool,
-    /// Slices the last frame needed (capacity hint for the next).
-    slices_hint: usize,
 }
 
 impl FrameWriter<'_> {
@@ -315,13 +309,15 @@ impl FrameWriter<'_> {
         self.control(OP_PING, b"").await
     }
 
-    /// Sends a close frame with `code` and `reason` (unless a frame was cut off), then ends
-    /// the sending direction of the stream.
-    pub async fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+    /// Sends the close frame of `disconnect` (unless a frame was cut off), then ends the
+    /// sending direction of the stream.
+    pub async fn close(&mut self, disconnect: &Disconnect) -> io::Result<()> {
         if !self.torn {
-            let mut payload = Vec::with_capacity(2 + MAX_CLOSE_REASON);
-            payload.extend_from_slice(&code.to_be_bytes());
-            payload.extend_from_slice(truncate_utf8(reason, MAX_CLOSE_REASON).as_bytes());
+            // The reason is already cut to fit a control frame (123 bytes after the code).
+            let reason = disconnect.close_reason();
+            let mut payload = Vec::with_capacity(2 + reason.len());
+            payload.extend_from_slice(&disconnect.close_code().to_be_bytes());
+            payload.extend_from_slice(reason.as_bytes());
             self.control(OP_CLOSE, &payload).await?;
         }
         socket2::SockRef::from(self.half).shutdown(std::net::Shutdown::Write)
@@ -350,12 +346,12 @@ impl FrameWriter<'_> {
             + messages.iter().map(|message| message.len()).sum::<usize>()
             + messages.len().saturating_sub(1);
         let mut written = 0;
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.slices_hint.min(MAX_SLICES));
+        let mut slices: Vec<IoSlice<'_>> =
+            Vec::with_capacity((2 * messages.len() + 1).min(MAX_SLICES));
         self.torn = true;
         while written < total {
             slices.clear();
             fill_slices(&mut slices, head, messages, written);
-            self.slices_hint = self.slices_hint.max(slices.len());
             match self.half.try_write_vectored(&slices) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
@@ -420,18 +416,6 @@ pub(crate) fn encode_header(buf: &mut [u8; 10], opcode: u8, len: usize) -> usize
     }
 }
 
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn truncate_utf8(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -473,13 +457,5 @@ mod tests {
         let mut slices = Vec::new();
         fill_slices(&mut slices, b"H", &messages, 0);
         assert_eq!(slices.len(), MAX_SLICES);
-    }
-
-    #[test]
-    fn close_reasons_are_cut_on_a_character_boundary() {
-        let reason = "é".repeat(100);
-        let cut = truncate_utf8(&reason, MAX_CLOSE_REASON);
-        assert!(cut.len() <= MAX_CLOSE_REASON);
-        assert!(cut.chars().all(|c| c == 'é'));
     }
 }

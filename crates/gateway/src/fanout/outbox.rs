@@ -3,9 +3,10 @@
 //!
 //! Anyone may [`Outbox::push`] (the fan-out task, the connection's own command handling)
 //! and it never waits: messages are shared [`ByteString`]s (a publication is encoded once for
-//! every subscriber), the queue is a `std` mutex held for a few pointer moves, and a push
-//! that would take the queue past its byte limit empties it and asks the writer to close the
-//! connection with 3008 (slow). The writer ([`run_writer`]) takes everything queued and
+//! every subscriber), the queue is a `std` mutex held for a few pointer moves (or for one
+//! non-blocking write, see [`Outbox::push_direct`]), and a push that would take the queue
+//! past its byte limit empties it and asks the writer to close the connection with 3008
+//! (slow). The writer ([`run_writer`]) takes everything queued and
 //! writes it as one frame, joined by `\n`, with one vectored write straight from the shared
 //! bytes (no copy), so a client that falls behind gets fewer, larger frames instead of a
 //! longer queue. Pings and pongs go through the same outbox, ahead of queued messages.
@@ -17,11 +18,9 @@
 //! ends, which stops the connection's reader.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
-
 use std::io::IoSlice;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -460,7 +459,7 @@ pub async fn run_writer(
             }
             Next::Close(disconnect) => {
                 metrics::disconnect(disconnect.close_code());
-                let closing = writer.close(disconnect.close_code(), disconnect.close_reason());
+                let closing = writer.close(&disconnect);
                 if tokio::time::timeout(close_timeout, closing).await.is_err() {
                     tracing::debug!("close frame not delivered in time; dropping the connection");
                 }
