@@ -324,16 +324,14 @@ impl FrameWriter<'_> {
     }
 
     async fn control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        // Control payloads are at most 125 bytes (RFC 6455, 5.5).
         let payload = &payload[..payload.len().min(125)];
-        let mut frame = [0u8; 2 + 125];
-        let head = encode_header(
-            (&mut frame[..10]).try_into().map_err(io::Error::other)?,
-            opcode,
-            payload.len(),
-        );
-        frame[head..head + payload.len()].copy_from_slice(payload);
-        let frame = &frame[..head + payload.len()];
-        self.write_frame(frame, &[]).await
+        let mut header = [0u8; 10];
+        let head = encode_header(&mut header, opcode, payload.len());
+        let mut frame = Vec::with_capacity(head + payload.len());
+        frame.extend_from_slice(&header[..head]);
+        frame.extend_from_slice(payload);
+        self.write_frame(&frame, &[]).await
     }
 
     /// Writes `head` then `messages` joined by `\n`, whole. Abandoning the returned future
