@@ -74,8 +74,12 @@ where
     if let Some(workers) = options.workers {
         builder = builder.workers(workers.max(1));
     }
+    // Idle keep-alive HTTP connections end as soon as a graceful stop begins, as with
+    // actix-web's own server.
+    let stopping = builder.graceful_shutdown_signal();
     let server = builder
         .listen("herald-http", listener, move || {
+            let stopping = stopping.clone();
             let app = factory()
                 .into_factory()
                 .map_err(|err| err.into().error_response());
@@ -84,6 +88,10 @@ where
                 _body: PhantomData,
             };
             HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
                 .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
                 .client_request_timeout(Duration::from_secs(5))
                 .client_disconnect_timeout(Duration::from_secs(1))

@@ -85,3 +85,33 @@ async fn the_web_client_folder_is_served_at_the_root() {
     let (_client, _, _) = gw.connected_client("alice").await;
     std::fs::remove_dir_all(folder).unwrap();
 }
+
+#[tokio::test]
+async fn a_stop_closes_idle_keep_alive_connections_and_open_websockets_with_3001() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let gw = spawn_gateway().await;
+    let (mut ws, _, _) = gw.connected_client("alice").await;
+    let mut http = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .unwrap();
+    http.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = http.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    // The HTTP connection is now idle under keep-alive (5 s).
+    gw.stop();
+    assert_eq!(ws.close_code().await, 3001);
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut rest = Vec::new();
+        http.read_to_end(&mut rest).await.map(|_| rest)
+    })
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(ref rest)) if rest.is_empty()),
+        "the idle keep-alive connection is closed at once, not after its keep-alive: {closed:?}"
+    );
+}
