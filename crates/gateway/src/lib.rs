@@ -211,11 +211,7 @@ impl Gateway {
                 .close(DisconnectCode::Shutdown.to_disconnect());
         }
         // Connections admitted while the flag was being set.
-        self.close_all(DisconnectCode::Shutdown.to_disconnect());
-        let deadline = tokio::time::Instant::now() + shared.settings.limits.close_timeout;
-        while !shared.registry.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(DRAIN_POLL).await;
-        }
+        self.close_all_and_wait().await;
         tracing::info!(remaining = shared.registry.len(), "drained; stopping");
     }
 
@@ -229,12 +225,18 @@ impl Gateway {
         server: actix_web::dev::ServerHandle,
     ) {
         shutdown.cancelled().await;
+        self.close_all_and_wait().await;
+        server.stop(true).await;
+    }
+
+    /// Closes every connection with 3001 and waits until they are gone, at most the close
+    /// timeout.
+    async fn close_all_and_wait(&self) {
         self.close_all(DisconnectCode::Shutdown.to_disconnect());
         let deadline = tokio::time::Instant::now() + self.shared.settings.limits.close_timeout;
         while !self.shared.registry.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        server.stop(true).await;
     }
 
     /// Whether the node is draining.

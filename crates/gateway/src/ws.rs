@@ -16,13 +16,13 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_http::ws::{Codec, Frame, Item, ProtocolError};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use herald_common::protocol::{Disconnect, DisconnectCode};
-use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder as _;
@@ -67,7 +67,7 @@ const READ_CHUNK: usize = 4096;
 /// Most slices handed to one `writev` (the kernel's `IOV_MAX` is 1024).
 const MAX_SLICES: usize = 512;
 
-pub(crate) const OP_TEXT: u8 = 0x1;
+const OP_TEXT: u8 = 0x1;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
@@ -344,13 +344,19 @@ impl FrameWriter<'_> {
             + messages.iter().map(|message| message.len()).sum::<usize>()
             + messages.len().saturating_sub(1);
         let mut written = 0;
-        let mut slices: Vec<IoSlice<'_>> =
-            Vec::with_capacity((2 * messages.len() + 1).min(MAX_SLICES));
+        // A frame of one message (the common case at a steady rate) needs no allocation.
+        let mut few = [IoSlice::new(&[]); 2];
+        let mut many = Vec::new();
+        let slices: &mut [IoSlice<'_>] = if messages.len() > 1 {
+            many.resize((2 * messages.len()).min(MAX_SLICES), IoSlice::new(&[]));
+            &mut many
+        } else {
+            &mut few
+        };
         self.torn = true;
         while written < total {
-            slices.clear();
-            fill_slices(&mut slices, head, messages, written);
-            match self.half.try_write_vectored(&slices) {
+            let filled = fill_slices(slices, head, messages, written);
+            match self.half.try_write_vectored(&slices[..filled]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -364,39 +370,70 @@ impl FrameWriter<'_> {
     }
 }
 
-/// The slices of `head` + `messages` joined by `\n`, skipping the first `skip` bytes, at most
-/// [`MAX_SLICES`] of them.
+/// What [`try_write_text`] achieved.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// The whole frame went out.
+    Whole,
+    /// The socket took part of it: these bytes must follow before anything else.
+    Partial(Bytes),
+    /// Nothing went (a full socket, or an error the next write meets again).
+    Nothing,
+}
+
+/// Writes `message` as one text frame on `stream` without waiting (one `writev`).
+pub(crate) fn try_write_text(stream: &TcpStream, message: &ByteString) -> Attempt {
+    let mut header = [0u8; 10];
+    let head = encode_header(&mut header, OP_TEXT, message.len());
+    let pieces = [&header[..head], message.as_bytes()];
+    match stream.try_write_vectored(&pieces.map(IoSlice::new)) {
+        Ok(written) if written == head + message.len() => Attempt::Whole,
+        Ok(written) if written > 0 => {
+            let mut rest = BytesMut::with_capacity(head + message.len() - written);
+            let mut skip = written;
+            for piece in pieces {
+                let from = skip.min(piece.len());
+                rest.extend_from_slice(&piece[from..]);
+                skip -= from;
+            }
+            Attempt::Partial(rest.freeze())
+        }
+        Ok(_) | Err(_) => Attempt::Nothing,
+    }
+}
+
+/// Fills `slices` with `head` + `messages` joined by `\n`, skipping the first `skip` bytes,
+/// as far as they go; returns how many it filled.
 fn fill_slices<'b>(
-    slices: &mut Vec<IoSlice<'b>>,
+    slices: &mut [IoSlice<'b>],
     head: &'b [u8],
     messages: &'b [ByteString],
     mut skip: usize,
-) {
+) -> usize {
+    let mut filled = 0;
     let mut add = |piece: &'b [u8], skip: &mut usize| -> bool {
         if *skip >= piece.len() {
             *skip -= piece.len();
             return true;
         }
-        slices.push(IoSlice::new(&piece[*skip..]));
+        slices[filled] = IoSlice::new(&piece[*skip..]);
+        filled += 1;
         *skip = 0;
-        slices.len() < MAX_SLICES
+        filled < slices.len()
     };
-    if !add(head, &mut skip) {
-        return;
-    }
+    let mut more = add(head, &mut skip);
     for (i, message) in messages.iter().enumerate() {
-        if i > 0 && !add(b"\n", &mut skip) {
-            return;
+        if !more {
+            break;
         }
-        if !add(message.as_bytes(), &mut skip) {
-            return;
-        }
+        more = (i == 0 || add(b"\n", &mut skip)) && add(message.as_bytes(), &mut skip);
     }
+    filled
 }
 
 /// Writes a final, unmasked frame header for `opcode` and a payload of `len` bytes; returns
 /// the header's length.
-pub(crate) fn encode_header(buf: &mut [u8; 10], opcode: u8, len: usize) -> usize {
+fn encode_header(buf: &mut [u8; 10], opcode: u8, len: usize) -> usize {
     buf[0] = 0x80 | opcode;
     if let Ok(short) = u8::try_from(len)
         && short < 126
@@ -439,21 +476,24 @@ mod tests {
     #[test]
     fn slices_join_messages_with_newlines_and_skip_what_was_written() {
         let messages: Vec<ByteString> = vec!["ab".into(), "c".into(), "def".into()];
-        let mut slices = Vec::new();
-        fill_slices(&mut slices, b"H", &messages, 0);
-        assert_eq!(joined(&slices), b"Hab\nc\ndef");
+        let mut slices = [IoSlice::new(&[]); 8];
         for skip in 0..9 {
-            slices.clear();
-            fill_slices(&mut slices, b"H", &messages, skip);
-            assert_eq!(joined(&slices), &b"Hab\nc\ndef"[skip..], "skip {skip}");
+            let filled = fill_slices(&mut slices, b"H", &messages, skip);
+            assert_eq!(
+                joined(&slices[..filled]),
+                &b"Hab\nc\ndef"[skip..],
+                "skip {skip}"
+            );
         }
     }
 
     #[test]
-    fn a_write_is_split_into_at_most_max_slices() {
-        let messages: Vec<ByteString> = (0..MAX_SLICES).map(|_| ByteString::from("x")).collect();
-        let mut slices = Vec::new();
-        fill_slices(&mut slices, b"H", &messages, 0);
-        assert_eq!(slices.len(), MAX_SLICES);
+    fn a_write_takes_at_most_the_slices_it_has_and_the_rest_follows() {
+        let messages: Vec<ByteString> = vec!["ab".into(), "c".into()];
+        let mut slices = [IoSlice::new(&[]); 2];
+        let filled = fill_slices(&mut slices, b"H", &messages, 0);
+        assert_eq!(joined(&slices[..filled]), b"Hab");
+        let filled = fill_slices(&mut slices, b"H", &messages, 3);
+        assert_eq!(joined(&slices[..filled]), b"\nc");
     }
 }

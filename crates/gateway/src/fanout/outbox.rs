@@ -6,10 +6,10 @@
 //! every subscriber), the queue is a `std` mutex held for a few pointer moves (or for one
 //! non-blocking write, see [`Outbox::push_direct`]), and a push that would take the queue
 //! past its byte limit empties it and asks the writer to close the connection with 3008
-//! (slow). The writer ([`run_writer`]) takes everything queued and
-//! writes it as one frame, joined by `\n`, with one vectored write straight from the shared
-//! bytes (no copy), so a client that falls behind gets fewer, larger frames instead of a
-//! longer queue. Pings and pongs go through the same outbox, ahead of queued messages.
+//! (slow). The writer ([`run_writer`]) takes everything queued and writes it as one frame,
+//! joined by `\n`, with one vectored write straight from the shared bytes (no copy), so a
+//! client that falls behind gets fewer, larger frames instead of a longer queue. Pings and
+//! pongs go through the same outbox, ahead of queued messages.
 //!
 //! Closing goes through the same queue, so a reply and the close that follows it stay in
 //! order: [`Outbox::close`] lets queued messages go first, [`Outbox::close_now`] drops them.
@@ -18,11 +18,10 @@
 //! ends, which stops the connection's reader.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use bytestring::ByteString;
 use herald_common::protocol::{Disconnect, DisconnectCode};
 use tokio::net::TcpStream;
@@ -30,7 +29,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, NodeStats};
-use crate::ws::{self, FrameWriter};
+use crate::ws::{self, Attempt, FrameWriter};
 
 /// Largest frame the writer builds by joining messages (a single bigger message is still
 /// written whole).
@@ -177,29 +176,14 @@ impl Outbox {
             && state.raw.is_none()
             && state.control.is_none();
         if idle && let Some(socket) = self.socket.get() {
-            let mut header = [0u8; 10];
-            let head = ws::encode_header(&mut header, ws::OP_TEXT, message.len());
-            let total = head + message.len();
-            let slices = [
-                IoSlice::new(&header[..head]),
-                IoSlice::new(message.as_bytes()),
-            ];
-            match socket.try_write_vectored(&slices) {
-                Ok(written) if written == total => return Ok(Pushed::Written),
-                Ok(written) if written > 0 => {
-                    let mut rest = BytesMut::with_capacity(total - written);
-                    let mut skip = written;
-                    for piece in [&header[..head], message.as_bytes()] {
-                        let from = skip.min(piece.len());
-                        rest.extend_from_slice(&piece[from..]);
-                        skip -= from;
-                    }
-                    state.raw = Some(rest.freeze());
+            match ws::try_write_text(socket, &message) {
+                Attempt::Whole => return Ok(Pushed::Written),
+                Attempt::Partial(rest) => {
+                    state.raw = Some(rest);
                     state.scheduled = true;
                     return Ok(Pushed::Wake);
                 }
-                // Nothing went (a full socket, or an error the writer will meet): queue it.
-                Ok(_) | Err(_) => {}
+                Attempt::Nothing => {}
             }
         }
         drop(state);
