@@ -11,8 +11,15 @@
 //! doubling pause, and the rows wait in the outbox: a task created while Redis is down
 //! still produces its notification when Redis returns.
 //!
+//! On Postgres the round's own commit (the rows marked sent, the relay lock released) does
+//! not wait for its WAL flush (`synchronous_commit = off` for that transaction alone): the
+//! appends are already in Redis, and a mark lost in a database crash only makes the rows be
+//! appended once more, which the notifier absorbs. So a slow disk delays the POSTs' commits,
+//! which must be durable, but not the relay behind them as well.
+//!
 //! Metrics: `herald_tasks_outbox_backlog` (unsent rows), `herald_tasks_outbox_oldest_age_seconds`
-//! (age of the oldest unsent row), `herald_tasks_outbox_relayed_total`,
+//! (age of the oldest unsent row; both gauges are refreshed every [`BACKLOG_EVERY`] by a task
+//! of their own, off the relay's path), `herald_tasks_outbox_relayed_total`,
 //! `herald_tasks_outbox_relay_errors_total` and `herald_tasks_outbox_lag_duration_seconds`
 //! (commit to append).
 //!
@@ -33,6 +40,9 @@ use crate::store::{self, OutboxRow, Store};
 /// First pause after a failed round; it doubles up to the configured maximum.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
 
+/// How often the backlog gauges are refreshed.
+pub(crate) const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
 /// How a round ended.
 enum Round {
     /// Everything unsent was appended (or another replica is appending it).
@@ -47,8 +57,6 @@ pub(crate) async fn run_relay(api: TasksApi, shutdown: CancellationToken) {
     let settings = api.settings.outbox.clone();
     let mut listener: Option<PgListener> = None;
     let mut retry_delay = FIRST_RETRY_DELAY;
-    // The gauges exist from the start, not only after the first round has finished.
-    record_backlog(&api.store).await;
     loop {
         if let Store::Postgres(store) = &api.store
             && listener.is_none()
@@ -59,7 +67,6 @@ pub(crate) async fn run_relay(api: TasksApi, shutdown: CancellationToken) {
             }
         }
         let round = relay_round(&api).await;
-        record_backlog(&api.store).await;
         let pause = match round {
             Round::Drained => {
                 retry_delay = FIRST_RETRY_DELAY;
@@ -191,6 +198,21 @@ fn relay_span(row: &OutboxRow) -> Span {
         herald_service::trace::set_parent(&span, &trace);
     }
     span
+}
+
+/// Refreshes the backlog gauges every [`BACKLOG_EVERY`] until `shutdown`; the first time at
+/// once, so the gauges exist from the start.
+pub(crate) async fn run_backlog_gauges(api: TasksApi, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(BACKLOG_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // Bounded: a database that does not answer must not stall the next refreshes.
+        let _ = tokio::time::timeout(BACKLOG_EVERY * 5, record_backlog(&api.store)).await;
+    }
 }
 
 /// Updates the backlog gauges.

@@ -109,10 +109,11 @@ impl TasksApi {
     }
 
     /// Starts the background loops on `tracker`, each stopping when `shutdown` is
-    /// cancelled: the outbox relay, the sweep of sent outbox rows and expired idempotency
-    /// keys, and the periodic read of the signing keys.
+    /// cancelled: the outbox relay, the outbox backlog gauges, the sweep of sent outbox rows
+    /// and expired idempotency keys, and the periodic read of the signing keys.
     pub fn spawn_background(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
         tracker.spawn(outbox::run_relay(self.clone(), shutdown.clone()));
+        tracker.spawn(outbox::run_backlog_gauges(self.clone(), shutdown.clone()));
         tracker.spawn(sweep::run_sweep(self.clone(), shutdown.clone()));
         tracker.spawn(
             self.verifier

@@ -270,8 +270,11 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         // Another replica's relay holds the lock: it is appending right now and will see
         // these rows too, so this one skips the round instead of waiting.
+        // The round's commit need not wait for its WAL flush (see the outbox module):
+        // `set_config(…, true)` is `SET LOCAL`, in the same round trip as the lock.
         let locked = sqlx::query_scalar!(
-            r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#,
+            r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!"
+               FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relay_commit"#,
             RELAY_LOCK_KEY
         )
         .fetch_one(&mut *tx)

@@ -113,3 +113,43 @@ async fn an_unknown_route_is_a_json_404() {
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+/// The Postgres pool opens its connections at start, so no request waits for one to be
+/// opened (a TLS connection takes tens of milliseconds to set up).
+#[tokio::test]
+async fn the_database_pool_opens_its_connections_at_start() {
+    use sqlx::Connection as _;
+
+    let app = spawn_app().await;
+    let url = app.settings.database_url.expose().clone();
+    let database = url
+        .rsplit('/')
+        .next()
+        .and_then(|tail| tail.split('?').next())
+        .unwrap()
+        .to_owned();
+    let mut admin = sqlx::PgConnection::connect(&herald_test_support::with_database(
+        &herald_test_support::test_database_url(),
+        "postgres",
+    ))
+    .await
+    .unwrap();
+
+    let wanted = i64::from(herald_service::db::POSTGRES_POOL_SIZE);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut open = 0;
+    while std::time::Instant::now() < deadline {
+        open = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+        )
+        .bind(&database)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if open >= wanted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(open >= wanted, "{open} connections open, {wanted} wanted");
+}
