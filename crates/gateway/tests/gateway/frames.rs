@@ -77,6 +77,13 @@ impl Raw {
         Self { stream }
     }
 
+    /// A connection upgraded on the client protocol endpoint (the `101` read).
+    async fn upgraded(gw: &TestGateway) -> Self {
+        let mut raw = Self::open(gw, handshake("/connection/websocket").as_bytes()).await;
+        assert!(raw.head().await.starts_with("HTTP/1.1 101"));
+        raw
+    }
+
     /// Reads the response head.
     async fn head(&mut self) -> String {
         let mut head = Vec::new();
@@ -174,8 +181,7 @@ async fn frames_sent_together_with_the_handshake_are_not_lost() {
 #[tokio::test]
 async fn a_fragmented_message_is_joined_and_a_ping_between_fragments_is_answered() {
     let gw = spawn_gateway().await;
-    let mut raw = Raw::open(&gw, handshake("/connection/websocket").as_bytes()).await;
-    assert!(raw.head().await.starts_with("HTTP/1.1 101"));
+    let mut raw = Raw::upgraded(&gw).await;
     let command = connect_command(&gw);
     let (first, rest) = command.split_at(10);
     let (middle, last) = rest.split_at(rest.len() / 2);
@@ -196,8 +202,7 @@ async fn a_fragmented_message_is_joined_and_a_ping_between_fragments_is_answered
 #[tokio::test]
 async fn fragments_adding_up_to_more_than_64_kib_close_with_1009() {
     let gw = spawn_gateway().await;
-    let mut raw = Raw::open(&gw, handshake("/connection/websocket").as_bytes()).await;
-    assert!(raw.head().await.starts_with("HTTP/1.1 101"));
+    let mut raw = Raw::upgraded(&gw).await;
     let chunk = vec![b' '; 40 * 1024];
     raw.send(&frame(false, 0x1, &chunk)).await;
     raw.send(&frame(true, 0x0, &chunk)).await;
@@ -207,13 +212,11 @@ async fn fragments_adding_up_to_more_than_64_kib_close_with_1009() {
 #[tokio::test]
 async fn invalid_utf8_and_unmasked_frames_close_with_3501() {
     let gw = spawn_gateway().await;
-    let mut raw = Raw::open(&gw, handshake("/connection/websocket").as_bytes()).await;
-    assert!(raw.head().await.starts_with("HTTP/1.1 101"));
+    let mut raw = Raw::upgraded(&gw).await;
     raw.send(&frame(true, 0x1, &[0xC3, 0x28])).await;
     assert_eq!(raw.next().await.close_code(), 3501);
 
-    let mut raw = Raw::open(&gw, handshake("/connection/websocket").as_bytes()).await;
-    assert!(raw.head().await.starts_with("HTTP/1.1 101"));
+    let mut raw = Raw::upgraded(&gw).await;
     raw.send(&[0x81, 0x02, b'{', b'}']).await;
     assert_eq!(raw.next().await.close_code(), 3501);
 }
@@ -221,8 +224,7 @@ async fn invalid_utf8_and_unmasked_frames_close_with_3501() {
 #[tokio::test]
 async fn batched_replies_and_a_60_kib_publication_arrive_in_final_unmasked_frames() {
     let gw = spawn_gateway().await;
-    let mut raw = Raw::open(&gw, handshake("/connection/websocket").as_bytes()).await;
-    assert!(raw.head().await.starts_with("HTTP/1.1 101"));
+    let mut raw = Raw::upgraded(&gw).await;
     raw.send(&text(&connect_command(&gw))).await;
     raw.reply().await;
     // One frame with many commands: their replies are queued together and written as
