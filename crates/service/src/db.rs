@@ -42,7 +42,7 @@ pub const POSTGRES_POOL_SIZE: u32 = 10;
 /// A lazily connecting Postgres pool of [`POSTGRES_POOL_SIZE`] connections, so the service
 /// starts, and reports not ready, while the database is down.
 ///
-/// A background task opens all of them from the start ([`warm_up`]) and the pool keeps them
+/// A background task opens all of them from the start (`warm_up`) and the pool keeps them
 /// (its minimum is its maximum), so requests do not wait for connections to be opened: with TLS
 /// (`sslmode=prefer`, the default, against a server that has TLS on) opening one takes about
 /// 90 ms even on loopback, because the driver leaves Nagle's algorithm on and the
@@ -65,7 +65,7 @@ const WARM_UP_ACQUIRE: Duration = Duration::from_secs(2);
 /// a listener's, count too. Gives up at the first failure or wait longer than
 /// [`WARM_UP_ACQUIRE`] (the database is down, or every connection is busy: requests open
 /// what is missing), and when the pool is closed.
-pub async fn warm_up(pool: PgPool) {
+async fn warm_up(pool: PgPool) {
     let max = pool.options().get_max_connections();
     let mut held = Vec::with_capacity(max as usize);
     while pool.size() < max && !pool.is_closed() {

@@ -18,7 +18,7 @@
 //! which must be durable, but not the relay behind them as well.
 //!
 //! Metrics: `herald_tasks_outbox_backlog` (unsent rows), `herald_tasks_outbox_oldest_age_seconds`
-//! (age of the oldest unsent row; both gauges are refreshed every [`BACKLOG_EVERY`] by a task
+//! (age of the oldest unsent row; both gauges are refreshed every second by a task
 //! of their own, off the relay's path), `herald_tasks_outbox_relayed_total`,
 //! `herald_tasks_outbox_relay_errors_total` and `herald_tasks_outbox_lag_duration_seconds`
 //! (commit to append).
@@ -41,7 +41,7 @@ use crate::store::{self, OutboxRow, Store};
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// How often the backlog gauges are refreshed.
-pub(crate) const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// How a round ended.
 enum Round {
