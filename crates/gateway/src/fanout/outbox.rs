@@ -348,6 +348,11 @@ impl Wakes {
         self.direct = direct;
     }
 
+    /// Whether pushes write to idle connections at once.
+    pub fn direct(&self) -> bool {
+        self.direct
+    }
+
     /// Queues `message` on `outbox` (or writes it, see [`Wakes::set_direct`]), remembering
     /// the outbox for a wake-up when needed. A refused push needs nothing: the connection is
     /// closing (and its writer was woken for that).
