@@ -23,7 +23,6 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use herald_common::protocol::{Disconnect, DisconnectCode};
-
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder as _;
 

@@ -90,11 +90,11 @@ impl Dispatcher {
                 tracing::warn!("the broker subscriber stopped; no more deliveries");
                 return;
             }
-            // A lone event (nothing else waiting) is written to idle connections at once; a
-            // batch is queued, so that each writer joins it into few frames.
-            wakes.set_direct(received == 1 && events.is_empty());
+            // A lone event (nothing else waiting) may be written to idle connections at
+            // once; a batch is queued, so that each writer joins it into few frames.
+            let lone = received == 1 && events.is_empty();
             for event in batch.drain(..) {
-                self.deliver(event, &mut wakes);
+                self.deliver(event, lone, &mut wakes);
                 if wakes.due() {
                     wakes.flush();
                 }
@@ -106,22 +106,27 @@ impl Dispatcher {
     /// Delivers one event and wakes the writers.
     pub fn handle(&self, event: BrokerEvent) {
         let mut wakes = Wakes::default();
-        self.deliver(event, &mut wakes);
+        self.deliver(event, false, &mut wakes);
         wakes.flush();
     }
 
-    /// Delivers one event; the writers' wake-ups go into `wakes`.
-    fn deliver(&self, event: BrokerEvent, wakes: &mut Wakes) {
+    /// Delivers one event (`lone`: nothing else was waiting); the writers' wake-ups go into
+    /// `wakes`.
+    fn deliver(&self, event: BrokerEvent, lone: bool, wakes: &mut Wakes) {
         match event {
             BrokerEvent::Publication {
                 channel,
                 publication,
                 epoch,
             } => {
-                self.publication(&channel, &publication, &epoch, wakes);
+                self.publication(&channel, &publication, &epoch, lone, wakes);
             }
-            BrokerEvent::Join { channel, info } => self.join_leave(&channel, &info, true, wakes),
-            BrokerEvent::Leave { channel, info } => self.join_leave(&channel, &info, false, wakes),
+            BrokerEvent::Join { channel, info } => {
+                self.join_leave(&channel, &info, true, lone, wakes);
+            }
+            BrokerEvent::Leave { channel, info } => {
+                self.join_leave(&channel, &info, false, lone, wakes);
+            }
             BrokerEvent::GapPossible { channel } => {
                 self.hub
                     .with_channel(channel.as_str(), |entry| self.gap(&channel, entry));
@@ -135,6 +140,7 @@ impl Dispatcher {
         channel: &ChannelName,
         publication: &Publication,
         epoch: &str,
+        lone: bool,
         wakes: &mut Wakes,
     ) {
         let _span = crate::trace::deliver_span(&self.hub, channel, publication);
@@ -148,7 +154,6 @@ impl Dispatcher {
                 }
             }
             let mut encoded = Encoded::new(channel, publication);
-            let lone = wakes.direct();
             wakes.set_direct(writes_directly(lone, entry.members.len()));
             for member in entry.members.values() {
                 if let Some(message) = encoded.get(member.target.format) {
@@ -157,12 +162,19 @@ impl Dispatcher {
                         .deliver(&member.target, publication.offset, message, wakes);
                 }
             }
-            wakes.set_direct(lone);
         });
     }
 
-    fn join_leave(&self, channel: &ChannelName, info: &ClientInfo, join: bool, wakes: &mut Wakes) {
+    fn join_leave(
+        &self,
+        channel: &ChannelName,
+        info: &ClientInfo,
+        join: bool,
+        lone: bool,
+        wakes: &mut Wakes,
+    ) {
         self.hub.with_channel(channel.as_str(), |entry| {
+            wakes.set_direct(writes_directly(lone, entry.members.len()));
             let mut message: Option<ByteString> = None;
             for member in entry.members.values() {
                 if !member.join_leave || member.target.format != Format::Protocol {

@@ -340,17 +340,13 @@ pub struct Wakes {
 }
 
 impl Wakes {
-    /// Whether pushes write to idle connections at once. The fan-out turns it on for a
-    /// publication that arrives alone (there is nothing to join it with, and a wake-up and
-    /// a task switch would cost more than the write), off when events come in batches, so
-    /// that writers join a burst into few frames.
+    /// Whether pushes write to idle connections at once. The fan-out turns it on for an
+    /// event that arrives alone for a small channel (there is nothing to join it with, and a
+    /// wake-up and a task switch would cost more than the write), off when events come in
+    /// batches, so that writers join a burst into few frames, and for large channels, whose
+    /// writers then run in parallel.
     pub fn set_direct(&mut self, direct: bool) {
         self.direct = direct;
-    }
-
-    /// Whether pushes write to idle connections at once.
-    pub fn direct(&self) -> bool {
-        self.direct
     }
 
     /// Queues `message` on `outbox` (or writes it, see [`Wakes::set_direct`]), remembering
