@@ -13,7 +13,7 @@ use herald_service::{TokenVerifier, configure_ops, metrics as service_metrics};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::server::{ServerOptions, serve};
+use crate::transport::server::{ServerOptions, serve};
 use crate::{Gateway, Settings};
 
 /// Longest graceful stop of the HTTP server once connections were told to go.

@@ -7,7 +7,7 @@
 //! let gateway = Gateway::new(settings, broker, verifier);   // inside a Tokio runtime
 //! gateway.spawn_background(&tracker, shutdown.clone());       // fan-out, metrics, announcements
 //! // on SIGTERM: gateway.drain().await, then shutdown.cancel()
-//! server::serve(listener, options, move || {                   // WebSocket upgrades need it
+//! transport::server::serve(listener, options, move || {                   // WebSocket upgrades need it
 //!     App::new().configure(|cfg| gateway.configure(cfg))      // routes, on any actix-web app
 //!               .configure(|cfg| gateway.configure_web_client(cfg)) // `/` last: it matches everything
 //! })
@@ -37,14 +37,13 @@ pub mod origin;
 pub mod policy;
 pub mod ratelimit;
 pub mod registry;
-pub mod server;
 pub mod settings;
 pub mod simple;
 pub mod state;
 pub mod subscription;
 pub mod token;
+pub mod transport;
 pub mod web;
-pub mod ws;
 
 mod app;
 mod trace;

@@ -35,7 +35,7 @@ use crate::registry::Admission;
 use crate::state::Shared;
 use crate::subscription::{self, Subscription};
 use crate::token::{self, Grant, Refusal, redacted_uri};
-use crate::ws::{self, FrameReader, Message, WsError};
+use crate::transport::ws::{self, FrameReader, Message, WsError};
 
 /// `GET /ws/chat/{room}`.
 pub async fn chat(
@@ -101,9 +101,9 @@ async fn open(
         grant,
     };
     ws::upgrade(&mut response, move |mut socket| async move {
-        line.target
-            .outbox
-            .attach_socket(Arc::clone(socket.stream()));
+        if let Some(direct) = socket.direct_writer() {
+            line.target.outbox.attach_direct(direct);
+        }
         let (reader, writer) = socket.split(max_message);
         let writing = run_writer(
             Arc::clone(&line.target.outbox),

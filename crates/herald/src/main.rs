@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use herald_broker::{Broker, RedisConfig};
 use herald_gateway::Gateway;
-use herald_gateway::server::{self as gateway_server, ServerOptions};
+use herald_gateway::transport::server::{self as gateway_server, ServerOptions};
 use herald_notifier::Notifier;
 use herald_service::health::CheckStatus;
 use herald_service::{
@@ -285,7 +285,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         workers: settings.gateway.workers,
         shutdown_timeout_secs: SERVER_SHUTDOWN_SECS,
     };
-    // The gateway's server: WebSocket upgrades run on the bare socket (herald_gateway::ws).
+    // The gateway's server: WebSocket upgrades run on the bare socket (herald_gateway::transport::ws).
     let server = gateway_server::serve(listener, options, move || {
         let (readiness, metrics) = (readiness.clone(), metrics.clone());
         App::new()

@@ -12,7 +12,7 @@
 //! - [`read`]: `presence`, `presence_stats`, `history`.
 //!
 //! The writer half is [`crate::fanout::outbox::run_writer`]; reader and writer run together
-//! in the connection's one task, on the bare socket ([`crate::ws`]).
+//! in the connection's one task, on the bare socket ([`crate::transport::ws`]).
 
 mod channels;
 mod connect;
@@ -29,7 +29,7 @@ use crate::fanout::outbox::run_writer;
 use crate::fanout::{Format, Target};
 use crate::state::Shared;
 use crate::token::redacted_uri;
-use crate::ws::{self, Message, WsError};
+use crate::transport::ws::{self, Message, WsError};
 use session::Client;
 
 /// `GET /connection/websocket`.
@@ -56,7 +56,9 @@ pub async fn websocket(
     ));
     let admission = shared.registry.admit(&target);
     ws::upgrade(&mut response, move |mut socket| async move {
-        target.outbox.attach_socket(Arc::clone(socket.stream()));
+        if let Some(direct) = socket.direct_writer() {
+            target.outbox.attach_direct(direct);
+        }
         let (reader, writer) = socket.split(max_message);
         let writing = run_writer(
             Arc::clone(&target.outbox),

@@ -26,7 +26,7 @@ use crate::registry::Admission;
 use crate::state::Shared;
 use crate::subscription::Subscription;
 use crate::token::Grant;
-use crate::ws::FrameReader;
+use crate::transport::ws::FrameReader;
 
 /// How a command failed: an error reply, or the end of the connection.
 #[derive(Debug)]

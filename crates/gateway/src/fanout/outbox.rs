@@ -24,12 +24,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use bytestring::ByteString;
 use herald_common::protocol::{Disconnect, DisconnectCode};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, NodeStats};
-use crate::ws::{self, Attempt, FrameWriter};
+use crate::transport::ws::{DirectWriter, FrameWriter};
+use crate::transport::{Attempt, TryWriteFrame};
 
 /// Largest frame the writer builds by joining messages (a single bigger message is still
 /// written whole).
@@ -44,9 +44,10 @@ pub enum Refused {
     Closed,
 }
 
-/// The send queue of one connection.
+/// The send queue of one connection; `W` writes a frame straight to the connection while its
+/// writer is idle (see [`Outbox::push_direct`]): the connection's one [`DirectWriter`].
 #[derive(Debug)]
-pub struct Outbox {
+pub struct Outbox<W = DirectWriter> {
     state: Mutex<State>,
     /// Wakes the writer when the queue stops being empty or a close is requested.
     wake: Notify,
@@ -54,8 +55,9 @@ pub struct Outbox {
     urgent: Notify,
     limit: usize,
     stats: Arc<NodeStats>,
-    /// The connection's socket, for [`Wakes`]'s direct writes while the writer is idle.
-    socket: OnceLock<Arc<TcpStream>>,
+    /// The connection's direct writer, for [`Wakes`]'s direct writes while the writer is
+    /// idle. Only [`Outbox::push_direct`] uses it, under the queue's lock.
+    direct: OnceLock<W>,
 }
 
 /// What a push did.
@@ -122,7 +124,7 @@ enum Next {
     Idle,
 }
 
-impl Outbox {
+impl<W: TryWriteFrame> Outbox<W> {
     /// An empty queue holding at most `limit` bytes.
     pub fn new(limit: usize, stats: Arc<NodeStats>) -> Self {
         Self {
@@ -131,14 +133,14 @@ impl Outbox {
             urgent: Notify::new(),
             limit,
             stats,
-            socket: OnceLock::new(),
+            direct: OnceLock::new(),
         }
     }
 
-    /// Lets [`Wakes`] write frames straight to `socket` while the writer is idle (first call
-    /// wins).
-    pub fn attach_socket(&self, socket: Arc<TcpStream>) {
-        let _ = self.socket.set(socket);
+    /// Lets [`Wakes`] write frames straight to the connection through `direct` while the
+    /// writer is idle (first call wins).
+    pub fn attach_direct(&self, direct: W) {
+        let _ = self.direct.set(direct);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -175,8 +177,8 @@ impl Outbox {
             && state.queue.is_empty()
             && state.raw.is_none()
             && state.control.is_none();
-        if idle && let Some(socket) = self.socket.get() {
-            match ws::try_write_text(socket, &message) {
+        if idle && let Some(direct) = self.direct.get() {
+            match direct.try_write_text(&message) {
                 Attempt::Whole => return Ok(Pushed::Written),
                 Attempt::Partial(rest) => {
                     state.raw = Some(rest);
@@ -483,6 +485,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use tokio::net::TcpStream;
 
     fn outbox(limit: usize) -> Outbox {
         Outbox::new(limit, Arc::new(NodeStats::default()))
@@ -557,13 +560,13 @@ mod tests {
         );
     }
 
-    async fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
+    async fn socket_pair() -> (DirectWriter, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (Arc::new(server), client)
+        (DirectWriter::for_test(server), client)
     }
 
     #[tokio::test]
@@ -571,9 +574,9 @@ mod tests {
         use tokio::io::AsyncReadExt as _;
         let outbox = outbox(1024);
         let (server, mut client) = socket_pair().await;
-        outbox.attach_socket(server);
+        outbox.attach_direct(server);
         // Wait until the socket is known writable, as it is for a connection in use.
-        outbox.socket.get().unwrap().writable().await.unwrap();
+        outbox.direct.get().unwrap().writable().await.unwrap();
         assert_eq!(outbox.push_direct("hello".into()), Ok(Pushed::Written));
         let mut frame = [0u8; 7];
         client.read_exact(&mut frame).await.unwrap();
@@ -592,8 +595,8 @@ mod tests {
         let stats = Arc::new(NodeStats::default());
         let outbox = Outbox::new(64 * 1024 * 1024, stats);
         let (server, _client) = socket_pair().await;
-        outbox.attach_socket(server);
-        outbox.socket.get().unwrap().writable().await.unwrap();
+        outbox.attach_direct(server);
+        outbox.direct.get().unwrap().writable().await.unwrap();
         // The client never reads: big messages fill the kernel's buffers, one is cut.
         let big: ByteString = "z".repeat(1024 * 1024).into();
         let mut wrote = 0;

@@ -1,4 +1,4 @@
-//! The WebSocket layer on the bare socket (`herald_gateway::ws`), driven byte by byte with a
+//! The WebSocket layer on the bare socket (`herald_gateway::transport::ws`), driven byte by byte with a
 //! raw TCP client: pipelined frames after the handshake, fragmented messages, pings, invalid
 //! frames, upgrade requests the application refuses, and server frames that are never masked
 //! nor fragmented.

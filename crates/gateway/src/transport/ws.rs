@@ -2,7 +2,7 @@
 //!
 //! A WebSocket handler answers the handshake like any actix-web handler ([`handshake`]) and
 //! attaches what to run on the connection ([`upgrade`]). The HTTP server
-//! ([`crate::server`]) passes every upgrade request through actix-http's upgrade hook: it
+//! ([`crate::transport::server`]) passes every upgrade request through actix-http's upgrade hook: it
 //! asks the application for the response, writes the `101`, and then runs the attached
 //! connection on the TCP stream itself. The HTTP/1 dispatcher is gone by then, with its two
 //! 8 KiB buffers, and so are actix-ws' per-session channel and message stream: an open
@@ -25,6 +25,8 @@ use bytestring::ByteString;
 use herald_common::protocol::{Disconnect, DisconnectCode};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder as _;
+
+use super::{Attempt, TryWriteFrame};
 
 /// What a connection runs once the `101` went out.
 type Run = Box<dyn FnOnce(Socket) -> Pin<Box<dyn Future<Output = ()>>>>;
@@ -73,13 +75,14 @@ const OP_PONG: u8 = 0xA;
 
 /// An upgraded connection: the TCP stream and whatever the client sent after the handshake.
 ///
-/// The stream is shared: besides the connection's own reader and writer, the fan-out may
-/// write a frame straight to it while the connection's writer is idle (see
-/// [`crate::fanout::outbox::Outbox::attach_socket`]).
+/// The stream is shared by the connection's reader, its writer and its one
+/// [`DirectWriter`], which may write a frame while the writer is idle (see
+/// [`crate::transport`]).
 #[derive(Debug)]
 pub struct Socket {
     stream: Arc<TcpStream>,
     buffered: BytesMut,
+    direct_taken: bool,
 }
 
 impl Socket {
@@ -91,12 +94,20 @@ impl Socket {
         Self {
             stream: Arc::new(stream),
             buffered,
+            direct_taken: false,
         }
     }
 
-    /// The shared stream.
-    pub fn stream(&self) -> &Arc<TcpStream> {
-        &self.stream
+    /// The connection's one [`DirectWriter`]: `Some` the first time only, so a connection
+    /// has at most one writer besides its [`FrameWriter`].
+    pub fn direct_writer(&mut self) -> Option<DirectWriter> {
+        if self.direct_taken {
+            return None;
+        }
+        self.direct_taken = true;
+        Some(DirectWriter {
+            stream: Arc::clone(&self.stream),
+        })
     }
 
     /// The reading and the writing half; messages over `max_message` bytes are refused.
@@ -369,35 +380,51 @@ impl FrameWriter<'_> {
     }
 }
 
-/// What [`try_write_text`] achieved.
+/// The connection's one direct writer (see [`Socket::direct_writer`]): writes a frame while
+/// the connection's [`FrameWriter`] is idle, for whoever guarantees that.
 #[derive(Debug)]
-pub(crate) enum Attempt {
-    /// The whole frame went out.
-    Whole,
-    /// The socket took part of it: these bytes must follow before anything else.
-    Partial(Bytes),
-    /// Nothing went (a full socket, or an error the next write meets again).
-    Nothing,
+pub struct DirectWriter {
+    stream: Arc<TcpStream>,
 }
 
-/// Writes `message` as one text frame on `stream` without waiting (one `writev`).
-pub(crate) fn try_write_text(stream: &TcpStream, message: &ByteString) -> Attempt {
-    let mut header = [0u8; 10];
-    let head = encode_header(&mut header, OP_TEXT, message.len());
-    let pieces = [&header[..head], message.as_bytes()];
-    match stream.try_write_vectored(&pieces.map(IoSlice::new)) {
-        Ok(written) if written == head + message.len() => Attempt::Whole,
-        Ok(written) if written > 0 => {
-            let mut rest = BytesMut::with_capacity(head + message.len() - written);
-            let mut skip = written;
-            for piece in pieces {
-                let from = skip.min(piece.len());
-                rest.extend_from_slice(&piece[from..]);
-                skip -= from;
-            }
-            Attempt::Partial(rest.freeze())
+impl DirectWriter {
+    /// Waits until the socket is writable (tests start from a known writable socket).
+    #[cfg(test)]
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        self.stream.writable().await
+    }
+
+    /// A direct writer on a connected stream (tests build outboxes on socket pairs).
+    #[cfg(test)]
+    pub(crate) fn for_test(stream: TcpStream) -> Self {
+        Self {
+            stream: Arc::new(stream),
         }
-        Ok(_) | Err(_) => Attempt::Nothing,
+    }
+}
+
+impl TryWriteFrame for DirectWriter {
+    /// One `writev` of the frame's header and the shared message bytes (no copy unless the
+    /// socket takes only part of it).
+    fn try_write_text(&self, message: &ByteString) -> Attempt {
+        let stream = &*self.stream;
+        let mut header = [0u8; 10];
+        let head = encode_header(&mut header, OP_TEXT, message.len());
+        let pieces = [&header[..head], message.as_bytes()];
+        match stream.try_write_vectored(&pieces.map(IoSlice::new)) {
+            Ok(written) if written == head + message.len() => Attempt::Whole,
+            Ok(written) if written > 0 => {
+                let mut rest = BytesMut::with_capacity(head + message.len() - written);
+                let mut skip = written;
+                for piece in pieces {
+                    let from = skip.min(piece.len());
+                    rest.extend_from_slice(&piece[from..]);
+                    skip -= from;
+                }
+                Attempt::Partial(rest.freeze())
+            }
+            Ok(_) | Err(_) => Attempt::Nothing,
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 //! with the connection ([`Upgrade`]). The upgrade service asks the same application for the
 //! response, so routing, middleware (metrics, request spans), the Origin and token checks
 //! and the JSON refusals are those of every other request. A `101` that carries a
-//! [`ws::Plan`](crate::ws) is written and the plan runs on the bare socket
-//! ([`crate::ws`]); anything else is written as it is and the connection closes.
+//! [`ws::Plan`](crate::transport::ws) is written and the plan runs on the bare socket
+//! ([`crate::transport::ws`]); anything else is written as it is and the connection closes.
 //!
 //! The connection then runs in a task of its own on the same worker thread, and the
 //! dispatcher's task (about 11 KiB with its buffers and the application's future state)
@@ -35,7 +35,7 @@ use futures_util::SinkExt as _;
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 
-use crate::ws::{Plan, Socket};
+use super::ws::{Plan, Socket};
 
 /// Largest body of a refused upgrade (an error document) that is written back.
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
