@@ -12,14 +12,14 @@ use argon2::{
     Algorithm, Argon2, Params, Version,
     password_hash::{PasswordHasher as _, PasswordVerifier as _},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::Password;
 
 /// argon2id cost parameters (`HERALD_PASSWORD_HASH__MEMORY_KIB`, `__ITERATIONS`,
 /// `__PARALLELISM`). The defaults are OWASP's recommendation (19 MiB, 2 passes, 1 lane).
 /// Existing hashes keep verifying after a change: each hash records its own parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HashSettings {
     /// Memory cost in KiB.

@@ -10,10 +10,10 @@
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock as _};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Limits on `POST /auth/token` (and refresh, per IP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct RateLimitSettings {
     /// Token requests per minute from one client IP (burst of the same size); 0 = unlimited.

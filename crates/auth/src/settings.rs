@@ -26,7 +26,7 @@ use herald_service::{
     Environment, JwtSettings, Secret, TrustedProxies,
     config::{DEFAULT_DATABASE_URL, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL, seconds},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{password::HashSettings, rate_limit::RateLimitSettings};
 
@@ -34,15 +34,17 @@ use crate::{password::HashSettings, rate_limit::RateLimitSettings};
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8082";
 
 /// Everything herald-auth can be configured with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// `host:port` to bind; port 0 picks any free port.
     pub listen: String,
     /// Postgres or SQLite URL.
+    #[serde(skip_serializing)]
     pub database_url: Secret<String>,
     /// Redis URL; `None` (or empty) uses an in-memory broker, which only makes sense when
     /// every service runs in this process.
+    #[serde(skip_serializing)]
     pub redis_url: Option<Secret<String>>,
     /// Prefix of every Redis key and channel.
     pub redis_prefix: String,
@@ -53,6 +55,7 @@ pub struct Settings {
     /// The Ed25519 signing key (PKCS#8 PEM).
     pub jwt_private_key_file: Option<PathBuf>,
     /// Proxies whose `X-Forwarded-For` is believed.
+    #[serde(skip_serializing)]
     pub trusted_proxies: TrustedProxies,
     /// Token request limits.
     pub rate_limit: RateLimitSettings,
@@ -84,7 +87,7 @@ impl Default for Settings {
 }
 
 /// The `jwt` section: issuer, audience, leeway (shared with verifiers) and lifetimes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct TokenSettings {
     /// `iss`, `aud` and leeway.
@@ -109,5 +112,32 @@ impl Default for TokenSettings {
             refresh_ttl: Duration::from_secs(30 * 24 * 60 * 60),
             key_refresh_interval: Duration::from_secs(10),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_test_support::changed_paths;
+
+    use super::Settings;
+
+    #[test]
+    fn the_jwt_section_given_in_part_keeps_its_defaults_for_the_rest() {
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_JWT__ACCESS_TTL", "60")]),
+            ["jwt.access_ttl"]
+        );
+    }
+
+    #[test]
+    fn the_rate_limit_and_hash_sections_given_in_part_keep_their_defaults_for_the_rest() {
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_RATE_LIMIT__TOKEN_PER_IP_PER_MINUTE", "3")]),
+            ["rate_limit.token_per_ip_per_minute"]
+        );
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_PASSWORD_HASH__ITERATIONS", "1")]),
+            ["password_hash.iterations"]
+        );
     }
 }

@@ -11,13 +11,13 @@ use std::time::Duration;
 use herald_broker::HistoryPolicy;
 use herald_service::config::{self, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL, seconds};
 use herald_service::{JwtSettings, Secret, TrustedProxies};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default listen address of the standalone service.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
 /// Everything the gateway can be told.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// `host:port` to bind; port 0 picks any free port (`HERALD_LISTEN`).
@@ -25,6 +25,7 @@ pub struct Settings {
     /// HTTP worker threads (`HERALD_WORKERS`); `None`: one per core.
     pub workers: Option<usize>,
     /// Redis URL (`HERALD_REDIS_URL`); may carry a password, so never logged.
+    #[serde(skip_serializing)]
     pub redis_url: Secret<String>,
     /// Prefix of every Redis key and channel (`HERALD_REDIS_PREFIX`).
     pub redis_prefix: String,
@@ -44,6 +45,7 @@ pub struct Settings {
     #[serde(deserialize_with = "config::comma_separated")]
     pub allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (`HERALD_TRUSTED_PROXIES`).
+    #[serde(skip_serializing)]
     pub trusted_proxies: TrustedProxies,
     /// Folder of the web client served at `/` (`HERALD_WEB_DIR`); skipped when missing.
     pub web_dir: PathBuf,
@@ -52,6 +54,7 @@ pub struct Settings {
     /// The channel table (`HERALD_CHANNELS__<NAMESPACE>__*`).
     pub channels: ChannelSettings,
     /// Key of the server API (`HERALD_API_KEY`); `None` disables `/api/*` (HTTP 404).
+    #[serde(skip_serializing)]
     pub api_key: Option<Secret<String>>,
     /// On SIGTERM, clients are closed with 3001 spread evenly over this window
     /// (`HERALD_DRAIN_WINDOW`, seconds).
@@ -98,7 +101,7 @@ impl Default for Settings {
 }
 
 /// Limits of connections and messages (design section 6).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Limits {
     /// Largest inbound WebSocket message in bytes; bigger closes with 1009.
@@ -151,7 +154,7 @@ impl Default for Limits {
 }
 
 /// One namespace of the channel table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct NamespaceSettings {
     /// Publications kept in history (0: none, and no recovery).
@@ -187,7 +190,7 @@ impl NamespaceSettings {
 }
 
 /// The channel table of design section 3, one entry per namespace.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ChannelSettings {
     /// `chat:{room}`: any signed-in user subscribes and publishes; presence, join/leave.
@@ -229,5 +232,46 @@ impl Settings {
             .or_else(|| std::env::var("HOSTNAME").ok())
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "herald-gateway".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_test_support::changed_paths;
+
+    use super::Settings;
+
+    #[test]
+    fn a_namespace_given_in_part_keeps_its_own_defaults_for_the_rest() {
+        // chat's documented TTL alone: chat keeps presence, join/leave and client publish.
+        assert!(
+            changed_paths::<Settings>(&[("HERALD_CHANNELS__CHAT__HISTORY_TTL", "86400")])
+                .is_empty()
+        );
+        // notifications keeps its 7-day history when only its size is set.
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_CHANNELS__NOTIFICATIONS__HISTORY_SIZE", "10")]),
+            ["channels.notifications.history_size"]
+        );
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_CHANNELS__TASKS__PRESENCE", "true")]),
+            ["channels.tasks.presence"]
+        );
+    }
+
+    #[test]
+    fn the_limits_section_given_in_part_keeps_its_defaults_for_the_rest() {
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_LIMITS__MAX_CHANNELS", "4")]),
+            ["limits.max_channels"]
+        );
+    }
+
+    #[test]
+    fn the_jwt_section_given_in_part_keeps_its_defaults_for_the_rest() {
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_JWT__AUDIENCE", "crm")]),
+            ["jwt.audience"]
+        );
     }
 }

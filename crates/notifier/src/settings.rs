@@ -27,19 +27,20 @@ use std::time::Duration;
 use herald_broker::HistoryPolicy;
 use herald_service::Secret;
 use herald_service::config::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL, seconds};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default listen address of the standalone service.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8083";
 
 /// Everything herald-notifier can be configured with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// `host:port` to bind; port 0 picks any free port.
     pub listen: String,
     /// Redis URL; `None` (or empty) uses an in-memory broker, which only makes sense when
     /// tasks-api and the gateway run in this process too (embedded mode).
+    #[serde(skip_serializing)]
     pub redis_url: Option<Secret<String>>,
     /// Prefix of every Redis key and channel.
     pub redis_prefix: String,
@@ -62,7 +63,7 @@ impl Default for Settings {
 }
 
 /// The `notifier` section: how events are consumed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ConsumerSettings {
     /// Consumer group shared by every replica: each event goes to one of them.
@@ -115,7 +116,7 @@ impl Default for ConsumerSettings {
 
 /// The `channels` section as far as the notifier is concerned (the gateway's channel table
 /// has more per namespace; those keys are ignored here).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ChannelHistories {
     /// `tasks`.
@@ -140,7 +141,7 @@ impl Default for ChannelHistories {
 }
 
 /// History of one namespace.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HistorySettings {
     /// Publications kept (0: none).
@@ -163,5 +164,29 @@ impl HistorySettings {
     /// The broker's history policy.
     pub fn policy(&self) -> HistoryPolicy {
         HistoryPolicy::new(self.history_size, self.history_ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_test_support::changed_paths;
+
+    use super::Settings;
+
+    #[test]
+    fn a_channel_history_given_in_part_keeps_its_own_defaults_for_the_rest() {
+        // The 7-day TTL of notifications is not the bare history's 24 hours.
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_CHANNELS__NOTIFICATIONS__HISTORY_SIZE", "10")]),
+            ["channels.notifications.history_size"]
+        );
+    }
+
+    #[test]
+    fn the_notifier_section_given_in_part_keeps_its_defaults_for_the_rest() {
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_NOTIFIER__BATCH_SIZE", "7")]),
+            ["notifier.batch_size"]
+        );
     }
 }

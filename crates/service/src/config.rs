@@ -1,9 +1,10 @@
 //! Layered, typed configuration (design section 8).
 //!
-//! Each service declares one settings struct with `#[serde(default)]` (so the struct's
-//! `Default` is the lowest layer) and loads it with [`load`]:
+//! Each service declares one settings struct (`Serialize`, `Deserialize`, `#[serde(default)]`)
+//! and loads it with [`load`]:
 //!
-//! 1. defaults (the struct's `Default`);
+//! 1. defaults: the whole struct's `Default`, serialized as a layer of its own, so a section set
+//!    only in part keeps the defaults of its position (chat's namespace is not a bare one);
 //! 2. an optional TOML file given with `--config FILE` ([`ConfigArgs`]);
 //! 3. environment variables `HERALD_<KEY>`, with `__` separating sections:
 //!    `HERALD_JWT__ISSUER` sets `jwt.issuer`, `HERALD_JWT_PRIVATE_KEY_FILE` sets the top-level
@@ -20,10 +21,10 @@ use std::path::{Path, PathBuf};
 
 use figment::{
     Figment,
-    providers::{Env, Format, Toml},
+    providers::{Env, Format, Serialized, Toml},
 };
 use herald_common::auth::{ExternalTrust, Verifier, VerifierConfig};
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::Secret;
 
@@ -81,17 +82,23 @@ pub fn figment(config_file: Option<&Path>) -> Result<Figment, ConfigError> {
 
 /// Loads a service's settings: `T::default()` < `config_file` < `HERALD_*` variables.
 ///
-/// `T` must carry `#[serde(default)]` so that every field missing from the file and the
-/// environment keeps its default.
-pub fn load<T: DeserializeOwned>(config_file: Option<&Path>) -> Result<T, ConfigError> {
-    figment(config_file)?
+/// The whole `T::default()` is the lowest layer, so a section given only in part keeps the
+/// documented defaults of *its own* position for the rest: `HERALD_CHANNELS__CHAT__HISTORY_TTL`
+/// alone leaves chat's presence and publish on, although a bare namespace has them off. Fields
+/// that are not serialized (secrets, `#[serde(skip_serializing)]`) fall back to the container's
+/// `#[serde(default)]`, which `T` must carry.
+pub fn load<T: DeserializeOwned + Serialize + Default>(
+    config_file: Option<&Path>,
+) -> Result<T, ConfigError> {
+    Figment::from(Serialized::defaults(T::default()))
+        .merge(figment(config_file)?)
         .extract()
         .map_err(|e| ConfigError::Invalid(Box::new(e)))
 }
 
 /// Token issuer and audience (`HERALD_JWT__ISSUER`, `HERALD_JWT__AUDIENCE`), the clock
 /// leeway every verifier allows, and the optional trust of the user's own backend.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct JwtSettings {
     /// The `iss` claim auth writes and verifiers require.
@@ -107,11 +114,12 @@ pub struct JwtSettings {
 /// Trust of tokens issued by the user's own backend, so a team with its own login can use
 /// Herald's gateway and tasks-api without moving its users. Off unless a secret or a JWKS
 /// file is set. Such tokens must still carry `sub`, `exp`, `iat` and the expected `iss`/`aud`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ExternalTokenSettings {
     /// Accept HS256/HS384/HS512 tokens signed with this secret
     /// (`HERALD_JWT__EXTERNAL__HMAC_SECRET`).
+    #[serde(skip_serializing)]
     pub hmac_secret: Option<Secret<String>>,
     /// Accept tokens signed by the keys of this JWKS file (RSA, EC or Ed25519 keys with `kid`
     /// and `alg`; `HERALD_JWT__EXTERNAL__JWKS_FILE`).
@@ -165,7 +173,7 @@ impl Default for JwtSettings {
 
 /// Development or production (`HERALD_ENVIRONMENT`, default `development`). Production turns
 /// development conveniences into errors, e.g. auth refuses to generate a throwaway signing key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     /// Conveniences allowed, with loud warnings.
@@ -235,15 +243,18 @@ mod tests {
     use super::*;
     use crate::TrustedProxies;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, Serialize)]
     #[serde(default)]
     struct Example {
         listen: String,
+        #[serde(skip_serializing)]
         database_url: Secret<String>,
         redis_prefix: String,
         jwt: JwtSettings,
         jwt_private_key_file: Option<PathBuf>,
+        #[serde(skip_serializing)]
         trusted_proxies: TrustedProxies,
+        #[serde(skip_serializing)]
         api_key: Option<Secret<String>>,
         environment: Environment,
         #[serde(with = "seconds")]

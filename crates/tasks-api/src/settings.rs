@@ -26,21 +26,23 @@ use herald_service::{
     config::{DEFAULT_DATABASE_URL, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL, seconds},
     error::DEFAULT_BODY_LIMIT,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default listen address of the standalone service.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8081";
 
 /// Everything herald-tasks-api can be configured with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// `host:port` to bind; port 0 picks any free port.
     pub listen: String,
     /// Postgres or SQLite URL.
+    #[serde(skip_serializing)]
     pub database_url: Secret<String>,
     /// Redis URL; `None` (or empty) uses an in-memory broker, which only makes sense when
     /// the notifier runs in this process too (embedded mode).
+    #[serde(skip_serializing)]
     pub redis_url: Option<Secret<String>>,
     /// Prefix of every Redis key and channel.
     pub redis_prefix: String,
@@ -78,7 +80,7 @@ impl Default for Settings {
 }
 
 /// The `outbox` section: how the relay moves outbox rows to the events stream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct OutboxSettings {
     /// Pause between scans on SQLite, where nothing notifies the relay from outside.
@@ -111,5 +113,28 @@ impl Default for OutboxSettings {
             sent_retention: Duration::from_secs(60 * 60),
             sweep_interval: Duration::from_secs(60),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_test_support::changed_paths;
+
+    use super::Settings;
+
+    #[test]
+    fn the_outbox_section_given_in_part_keeps_its_defaults_for_the_rest() {
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_OUTBOX__BATCH_SIZE", "7")]),
+            ["outbox.batch_size"]
+        );
+    }
+
+    #[test]
+    fn the_jwt_section_given_in_part_keeps_its_defaults_for_the_rest() {
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_JWT__ISSUER", "crm")]),
+            ["jwt.issuer"]
+        );
     }
 }

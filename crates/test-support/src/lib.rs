@@ -9,6 +9,7 @@
 //!   and a [`RedisServer`] of the test's own to stop and restart;
 //! - [`tokens`]: [`TokenMinter`], a signing key whose key set is published the way auth
 //!   publishes it;
+//! - [`settings`]: [`changed_paths`], what a partial setting changes against the defaults;
 //! - here: [`eventually`] and [`status_and_json`].
 //!
 //! Servers are found through `HERALD_TEST_DATABASE_URL` (default
@@ -21,6 +22,7 @@
 
 pub mod database;
 pub mod redis;
+pub mod settings;
 pub mod tokens;
 
 use std::time::Duration;
@@ -30,6 +32,7 @@ use serde_json::Value;
 pub use crate::{
     database::{Backend, SqliteFile, TestDatabase, TestDb, test_database_url, with_database},
     redis::{PrefixGuard, RedisServer, delete_prefix, random_prefix, redis_broker, test_redis_url},
+    settings::changed_paths,
     tokens::{TestUser, TokenMinter},
 };
 
