@@ -50,7 +50,9 @@ use tokio::sync::mpsc;
 
 pub use crate::error::{BrokerError, BrokerResult};
 pub use crate::memory::{MEMORY_STREAM_MAX_LEN, MemoryBroker};
-pub use crate::redis::{DEFAULT_PREFIX, DEFAULT_STREAM_MAX_LEN, RedisBroker, RedisConfig};
+pub use crate::redis::{
+    DEFAULT_PREFIX, DEFAULT_RECONNECT_MAX_DELAY, DEFAULT_STREAM_MAX_LEN, RedisBroker, RedisConfig,
+};
 pub use crate::types::{
     BrokerEvent, DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_IDLE_EPOCH_TTL, HistoryPolicy, HistoryQuery,
     HistoryResult, PresenceStats, PublishRequest, PublishResult, Recovery, StreamEntry,

@@ -232,3 +232,43 @@ async fn after_a_redis_restart_subscriptions_resume_and_every_channel_reports_a_
     }
     drop(server);
 }
+
+/// With the default reconnect settings, a subscriber whose Redis was down for seconds is
+/// back within one short pause of Redis answering again, not after a pause that grew while
+/// it was down (the old doubling to 2 s left it up to 2.5 s late). Redis stays down for
+/// just under 4 s: under the old schedule the attempts before that ended by ~3.9 s and the
+/// next came at 5.1 s or later, so the 1 s bound below separates the two with room to spare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_is_back_promptly_after_redis_was_down_for_seconds() {
+    let port = RedisServer::spare_port();
+    let mut server = RedisServer::start(port).await;
+    let config = RedisConfig::new(server.url()).with_prefix(random_prefix());
+    let broker = Broker::redis(&config).unwrap();
+    let (subscriber, mut events) = broker.subscriber(64);
+    let ch = channel("chat:a");
+    subscriber.subscribe(&ch).await.unwrap();
+    assert!(subscriber.stats().connected);
+
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(3_950)).await;
+    let server = RedisServer::start(port).await;
+    let answering = tokio::time::Instant::now();
+    while !subscriber.stats().connected {
+        assert!(
+            answering.elapsed() < Duration::from_secs(1),
+            "the subscriber was not back within 1 s of redis answering"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // And it resubscribed: the gap is reported and publications flow again.
+    match next_event(&mut events).await {
+        BrokerEvent::GapPossible { channel } => assert_eq!(channel, ch),
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    publish_when_back(&broker, 1).await;
+    assert!(matches!(
+        next_event_after_gaps(&mut events).await,
+        BrokerEvent::Publication { .. }
+    ));
+    drop(server);
+}

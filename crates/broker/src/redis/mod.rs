@@ -49,6 +49,10 @@ pub const DEFAULT_PREFIX: &str = "herald:";
 /// Default cap of a domain-event stream (`MAXLEN ~`).
 pub const DEFAULT_STREAM_MAX_LEN: usize = 100_000;
 
+/// Default cap of the pause between two reconnection attempts: a refused attempt is cheap,
+/// and every millisecond of pause after Redis is back is a millisecond of lost pub/sub.
+pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_millis(100);
+
 /// How to reach Redis and how patient to be with it.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -63,7 +67,8 @@ pub struct RedisConfig {
     /// How often the pub/sub connection is checked with a `PING`, so a silently dead
     /// connection is noticed and replaced.
     pub ping_interval: Duration,
-    /// Longest pause between two reconnection attempts of the pub/sub connection.
+    /// Longest pause between two reconnection attempts (pub/sub and command connections),
+    /// jitter included: the connection is back at most this long after Redis answers again.
     pub reconnect_max_delay: Duration,
     /// How long an epoch created by a read of a channel without publications is kept.
     pub idle_epoch_ttl: Duration,
@@ -73,7 +78,7 @@ pub struct RedisConfig {
 
 impl RedisConfig {
     /// Defaults for `url`: prefix `herald:`, 2 s connect and command time-outs, pub/sub
-    /// ping every 5 s, reconnect pauses up to 2 s, streams capped near 100 000 entries.
+    /// ping every 5 s, reconnect pauses up to 100 ms, streams capped near 100 000 entries.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -81,7 +86,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             ping_interval: Duration::from_secs(5),
-            reconnect_max_delay: Duration::from_secs(2),
+            reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY,
             idle_epoch_ttl: DEFAULT_IDLE_EPOCH_TTL,
             stream_max_len: Some(DEFAULT_STREAM_MAX_LEN),
         }
@@ -127,6 +132,7 @@ fn manager_config(
         // Few retries per attempt: a command fails fast while Redis is down, and the next
         // command starts a new attempt.
         .set_number_of_retries(1)
+        .set_min_delay(subscriber::MIN_BACKOFF.min(config.reconnect_max_delay))
         .set_max_delay(config.reconnect_max_delay)
 }
 

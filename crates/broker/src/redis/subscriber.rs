@@ -44,7 +44,42 @@ const SHARDS: usize = 64;
 const RESUBSCRIBE_BATCH: usize = 256;
 
 /// First pause after a failed connection attempt; doubled up to the configured maximum.
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(25);
+
+/// Pauses between failed connection attempts: doubling from [`MIN_BACKOFF`], with up to a
+/// quarter of jitter so a fleet of gateways does not knock in step, and never longer than
+/// the cap, jitter included. The cap is what bounds how late the connection is back after
+/// Redis answers again (one pause at most), so it stays short (100 ms by default): a refused
+/// connection attempt costs next to nothing, a late reconnect costs every client a gap.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// A backoff capped at `max` (at least [`MIN_BACKOFF`]).
+    pub(crate) fn new(max: Duration) -> Self {
+        Self {
+            next: MIN_BACKOFF.min(max.max(MIN_BACKOFF)),
+            max: max.max(MIN_BACKOFF),
+        }
+    }
+
+    /// The pause before the next attempt; the one after it doubles (up to the cap).
+    pub(crate) fn pause(&mut self) -> Duration {
+        let base = self.next;
+        let quarter = u64::try_from(base.as_millis() / 4).unwrap_or(0);
+        let jitter = Duration::from_millis(rand::rng().random_range(0..=quarter));
+        self.next = (base * 2).min(self.max);
+        (base + jitter).min(self.max)
+    }
+
+    /// A connection succeeded: the next failure starts from the shortest pause again.
+    pub(crate) fn reset(&mut self) {
+        self.next = MIN_BACKOFF.min(self.max);
+    }
+}
 
 /// The Redis side of a [`crate::Subscriber`]. Dropping it stops the reader task and closes
 /// the connection.
@@ -110,7 +145,7 @@ impl RedisSubscriber {
             connect_timeout: config.connect_timeout,
             command_timeout: config.command_timeout,
             ping_interval: config.ping_interval,
-            reconnect_max_delay: config.reconnect_max_delay.max(MIN_BACKOFF),
+            reconnect_max_delay: config.reconnect_max_delay,
             delivery: Delivery::new(tx),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             hasher: RandomState::new(),
@@ -262,7 +297,7 @@ impl Shared {
 
     /// The reader task: connect, resubscribe, read; again after every loss.
     async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new(self.reconnect_max_delay);
         let mut was_connected = false;
         loop {
             let connection = tokio::select! {
@@ -271,7 +306,7 @@ impl Shared {
             };
             match connection {
                 Ok((sink, stream)) => {
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     if was_connected {
                         self.reconnects.fetch_add(1, Ordering::Relaxed);
                         tracing::info!("redis pub/sub connection re-established");
@@ -300,16 +335,14 @@ impl Shared {
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "redis pub/sub connection failed");
+                    let pause = backoff.pause();
+                    tracing::warn!(error = %err, retry_in = ?pause, "redis pub/sub connection failed");
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
                 }
             }
-            let jitter = rand::rng().random_range(0..=backoff.as_millis() / 4);
-            let pause = backoff + Duration::from_millis(u64::try_from(jitter).unwrap_or(0));
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-            backoff = (backoff * 2).min(self.reconnect_max_delay);
         }
     }
 
@@ -446,5 +479,47 @@ fn parse_message(channel: &ChannelName, payload: &[u8]) -> BrokerResult<BrokerEv
             info: serde_json::from_slice(json)?,
         }),
         _ => Err(malformed()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::RedisConfig;
+
+    /// However long Redis stays down, no pause of the default configuration exceeds 100 ms,
+    /// so the connection is back within one short pause of Redis answering.
+    #[test]
+    fn default_reconnect_pauses_never_exceed_100_ms() {
+        let config = RedisConfig::new("redis://127.0.0.1:6379");
+        let mut backoff = Backoff::new(config.reconnect_max_delay);
+        let pauses: Vec<Duration> = (0..50).map(|_| backoff.pause()).collect();
+        assert!(pauses[0] >= MIN_BACKOFF, "{pauses:?}");
+        assert!(
+            pauses.iter().all(|p| *p <= Duration::from_millis(100)),
+            "{pauses:?}"
+        );
+        // It still backs off: the pauses grow to the cap.
+        assert_eq!(pauses[49], Duration::from_millis(100));
+    }
+
+    #[test]
+    fn pauses_double_to_the_cap_and_restart_after_a_success() {
+        let mut backoff = Backoff::new(Duration::from_millis(1000));
+        let bases = [25, 50, 100, 200, 400, 800, 1000, 1000];
+        for base in bases {
+            let pause = backoff.pause();
+            let base = Duration::from_millis(base);
+            assert!(pause >= base && pause <= (base + base / 4).min(Duration::from_millis(1000)));
+        }
+        backoff.reset();
+        assert!(backoff.pause() <= MIN_BACKOFF + MIN_BACKOFF / 4);
+    }
+
+    #[test]
+    fn a_cap_below_the_first_pause_is_raised_to_it() {
+        let mut backoff = Backoff::new(Duration::ZERO);
+        assert_eq!(backoff.pause(), MIN_BACKOFF);
+        assert_eq!(backoff.pause(), MIN_BACKOFF);
     }
 }
