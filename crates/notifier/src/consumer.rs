@@ -23,6 +23,7 @@
 //! Shutdown: the loop finishes the event in hand (publications and acknowledgement), then
 //! returns; events read but not started stay pending for another replica to claim.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_broker::{Broker, BrokerError, PublishRequest, StreamEntry};
@@ -32,7 +33,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span};
 
 use crate::notify;
-use crate::state::Notifier;
+use crate::settings::Settings;
+
+/// What the loop works with: handed over by its owner (the notifier's state), so this
+/// module depends on nothing above it.
+#[derive(Debug, Clone)]
+pub(crate) struct Consumer {
+    /// Reads the events stream and publishes the notifications.
+    pub(crate) broker: Broker,
+    /// The whole settings: the loop's section and the channels' history policies.
+    pub(crate) settings: Arc<Settings>,
+    /// This process's consumer name in the group.
+    pub(crate) name: Arc<str>,
+}
 
 /// First pause after a failure; it doubles up to the configured maximum.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
@@ -78,11 +91,11 @@ impl Backoff {
 }
 
 /// Runs the consumer until `shutdown`.
-pub(crate) async fn run(notifier: Notifier, shutdown: CancellationToken) {
+pub(crate) async fn run(notifier: Consumer, shutdown: CancellationToken) {
     let settings = &notifier.settings.notifier;
     let broker = &notifier.broker;
     let group = settings.group.as_str();
-    let consumer: &str = &notifier.consumer;
+    let consumer: &str = &notifier.name;
     let batch = settings.batch_size.max(1);
     // Reads wake up at least once per claim interval to look for stale events.
     let block = settings
@@ -170,7 +183,7 @@ pub(crate) async fn run(notifier: Notifier, shutdown: CancellationToken) {
 
 /// Handles `entries` in order; stops early (leaving the rest pending) on shutdown.
 async fn handle_all(
-    notifier: &Notifier,
+    notifier: &Consumer,
     entries: Vec<StreamEntry>,
     shutdown: &CancellationToken,
 ) -> Outcome {
@@ -183,7 +196,7 @@ async fn handle_all(
 }
 
 /// Handles one event: publish, then acknowledge.
-async fn handle(notifier: &Notifier, entry: &StreamEntry, shutdown: &CancellationToken) -> Outcome {
+async fn handle(notifier: &Consumer, entry: &StreamEntry, shutdown: &CancellationToken) -> Outcome {
     let settings = &notifier.settings.notifier;
     if entry.deliveries > settings.max_deliveries {
         tracing::error!(
@@ -218,7 +231,7 @@ async fn handle(notifier: &Notifier, entry: &StreamEntry, shutdown: &Cancellatio
 
 /// Publishes the notifications of `event`, then acknowledges its entry.
 async fn publish_and_acknowledge(
-    notifier: &Notifier,
+    notifier: &Consumer,
     entry: &StreamEntry,
     event: &DomainEvent,
     shutdown: &CancellationToken,
@@ -304,7 +317,7 @@ fn traced(span: &Span, mut request: PublishRequest) -> PublishRequest {
 /// Acknowledges `entry`, retrying while the broker is unreachable. Giving up on shutdown
 /// is harmless: the event is handled again after a claim, and publishes nothing new.
 async fn acknowledge(
-    notifier: &Notifier,
+    notifier: &Consumer,
     entry: &StreamEntry,
     shutdown: &CancellationToken,
 ) -> Outcome {

@@ -58,6 +58,11 @@ impl Notifier {
     /// Starts the consumer loop on `tracker`; it finishes the event in hand and stops when
     /// `shutdown` is cancelled.
     pub fn spawn_background(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
-        tracker.spawn(consumer::run(self.clone(), shutdown));
+        let consumer = consumer::Consumer {
+            broker: self.broker.clone(),
+            settings: Arc::clone(&self.settings),
+            name: Arc::clone(&self.consumer),
+        };
+        tracker.spawn(consumer::run(consumer, shutdown));
     }
 }
