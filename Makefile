@@ -23,7 +23,7 @@ test: test-deps test-rust test-sdk test-dev test-web ## the whole test suite; in
 test-deps: ## install or start what the tests need when missing: Redis, Postgres, cargo-nextest, Chromium, nginx
 	deploy/test-deps.sh
 
-test-rust: ## Rust tests of every crate, against real Redis and Postgres
+test-rust: web ## Rust tests of every crate (after building the web client, which the binaries embed), against real Redis and Postgres
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 SDK_MODULES := tests/sdk/node_modules/.package-lock.json

@@ -364,7 +364,7 @@ fn print_banner(address: SocketAddr, settings: &Settings) {
         Some(_) => "Redis",
         None => "in memory (this process)",
     };
-    let web = if settings.gateway.web_dir.join("index.html").is_file() {
+    let web = if herald_gateway::web::has_web_client(&settings.gateway.web_dir) {
         String::new()
     } else {
         format!(
