@@ -35,6 +35,7 @@ function start() {
 // --- sign-in ------------------------------------------------------------------------------
 
 function showSignIn(message = '') {
+  document.body.append(noticeArea());
   document.title = 'Sign in · Herald';
   const username = h('input', { type: 'text', name: 'username', autocomplete: 'username', required: true, minlength: 3, maxlength: 32, autofocus: true });
   const password = h('input', { type: 'password', name: 'password', autocomplete: 'current-password', required: true, minlength: 8, maxlength: 128 });
@@ -216,6 +217,8 @@ function showApp(session: Session) {
       { class: 'topbar' },
       h('a', { href: '#/chat/lobby', class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }), 'Herald'),
       h('nav', { class: 'tabs', 'aria-label': 'Sections' }, links.chat, links.tasks, links.notifications),
+      // Notices take their own place in the bar, so they never cover a control.
+      noticeArea(),
       h('div', { class: 'me' }, indicator.element, h('span', { class: 'username', 'data-testid': 'me' }, session.username), signOut),
     ),
     view,

@@ -261,4 +261,40 @@ export const scenarios = {
       await dora.context.close();
     },
   },
+  toast: {
+    name: 'a notice covers none of the controls, on a desktop or a phone screen',
+    async run({ browser, url }) {
+      for (const viewport of [{ width: 1280, height: 800 }, { width: 1024, height: 700 }, { width: 390, height: 780 }]) {
+        const name = uniqueName('gil');
+        const gil = { name, ...(await signUp(browser, url, name, { viewport })) };
+        await go(gil.page, `#/chat/${uniqueName('room')}`);
+        await expect(gil.page.getByTestId('online-count')).toHaveText('1');
+        // An invalid room name shows an error notice.
+        await gil.page.getByLabel('Room name').fill('not a room!');
+        await gil.page.getByRole('button', { name: 'Join' }).click();
+        const notice = gil.page.locator('.notice');
+        await notice.waitFor();
+        const noticeBox = await notice.boundingBox();
+        const controls = gil.page.locator(
+          '.topbar a, .topbar button, [data-testid="connection"], [data-testid="online-count"], .join-room input, .join-room button, .composer textarea, .composer input, .composer button',
+        );
+        const count = await controls.count();
+        assert.ok(count >= 6, `found the controls (${count})`);
+        for (let i = 0; i < count; i += 1) {
+          const control = controls.nth(i);
+          const box = await control.boundingBox();
+          if (!box) continue;
+          const what = `${await control.evaluate((e) => e.outerHTML.slice(0, 80))} at ${viewport.width}px`;
+          assert.ok(!intersects(noticeBox, box), `the notice ${JSON.stringify(noticeBox)} covers ${what} ${JSON.stringify(box)}`);
+        }
+        noDialogsOrErrors(gil);
+        await gil.context.close();
+      }
+    },
+  },
 };
+
+/** Whether two boxes (`{x, y, width, height}`) overlap. */
+function intersects(a, b) {
+  return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+}
