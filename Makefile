@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test test-deps test-rust test-sdk test-dev test-web web screenshots lint fmt bench sqlx-prepare check
+.PHONY: help run test test-deps test-rust test-autobahn test-sdk test-dev test-web web screenshots lint fmt bench sqlx-prepare check
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -18,13 +18,16 @@ $(WEB_MODULES): web/package.json web/package-lock.json
 web: $(WEB_MODULES) ## build the web client into web/dist (TypeScript bundled by esbuild)
 	cd web && npm run build
 
-test: test-deps test-rust test-sdk test-dev test-web ## the whole test suite; installs or starts what it needs first (see README)
+test: test-deps test-rust test-autobahn test-sdk test-dev test-web ## the whole test suite; installs or starts what it needs first (see README)
 
 test-deps: ## install or start what the tests need when missing: Redis, Postgres, cargo-nextest, Chromium, nginx
 	deploy/test-deps.sh
 
 test-rust: web ## Rust tests of every crate (after building the web client, which the binaries embed), against real Redis and Postgres
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+test-autobahn: ## Autobahn|Testsuite sections 1-10 against the gateway's /ws/echo (installs the suite into /tmp/autobahn-venv when missing)
+	CARGO="$(CARGO)" tests/autobahn/gateway.sh
 
 SDK_MODULES := tests/sdk/node_modules/.package-lock.json
 

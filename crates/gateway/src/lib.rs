@@ -16,6 +16,7 @@
 //!
 //! Layout, from the socket down to Redis:
 //! - [`client`]: `/connection/websocket`, the Centrifugo client protocol v2 (JSON);
+//! - [`echo`]: `/ws/echo`, every message back unchanged (WebSocket conformance, debugging);
 //! - [`simple`]: `/ws/chat/{room}` and `/ws/notifications/{channel}`, text lines;
 //! - [`subscription`]: subscribing without loss or reordering, shared by both;
 //! - [`api`]: `/api/*`, the server API for the user's own backend; [`node`]: what each node
@@ -30,6 +31,7 @@
 
 pub mod api;
 pub mod client;
+pub mod echo;
 pub mod fanout;
 pub mod metrics;
 pub mod node;
@@ -91,12 +93,13 @@ impl Gateway {
         &self.shared.settings
     }
 
-    /// Mounts `/connection/websocket`, `/ws/chat/{room}`, `/ws/notifications/{channel}`,
+    /// Mounts `/connection/websocket`, `/ws/echo`, `/ws/chat/{room}`, `/ws/notifications/{channel}`,
     /// `/api/*` and `/docs`.
     pub fn configure(&self, cfg: &mut actix::ServiceConfig) {
         cfg.app_data(actix::Data::from(Arc::clone(&self.shared)))
             .configure(api::configure)
             .route("/connection/websocket", actix::get().to(client::websocket))
+            .route("/ws/echo", actix::get().to(echo::echo))
             .route("/ws/chat/{room}", actix::get().to(simple::chat))
             .route(
                 "/ws/notifications/{channel}",

@@ -53,6 +53,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The channel table (`HERALD_CHANNELS__<NAMESPACE>__*`).
     pub channels: ChannelSettings,
+    /// WebSocket endpoint switches (`HERALD_WEBSOCKET__*`).
+    pub websocket: WebSocketSettings,
     /// Key of the server API (`HERALD_API_KEY`); `None` disables `/api/*` (HTTP 404).
     #[serde(skip_serializing)]
     pub api_key: Option<Secret<String>>,
@@ -91,6 +93,7 @@ impl Default for Settings {
             web_dir: PathBuf::from("web/dist"),
             limits: Limits::default(),
             channels: ChannelSettings::default(),
+            websocket: WebSocketSettings::default(),
             api_key: None,
             drain_window: Duration::from_secs(10),
             node_name: None,
@@ -186,6 +189,20 @@ impl NamespaceSettings {
     /// The broker's history policy for this namespace.
     pub fn history(&self) -> HistoryPolicy {
         HistoryPolicy::new(self.history_size, self.history_ttl)
+    }
+}
+
+/// WebSocket endpoint switches (`HERALD_WEBSOCKET__*`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct WebSocketSettings {
+    /// Serve `/ws/echo` (`HERALD_WEBSOCKET__ECHO`, default on); off: 404.
+    pub echo: bool,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        Self { echo: true }
     }
 }
 

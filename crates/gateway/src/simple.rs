@@ -279,9 +279,9 @@ impl LineConnection {
                 message = reader.recv() => {
                     last_heard = Instant::now();
                     match message {
-                        None | Some(Ok(Message::Close)) => return,
+                        None | Some(Ok(Message::Close(_))) => return,
                         Some(Ok(Message::Text(text))) => self.on_text(&text, &mut bucket).await,
-                        Some(Ok(Message::Binary)) => self.close(DisconnectCode::BadRequest),
+                        Some(Ok(Message::Binary(_))) => self.close(DisconnectCode::BadRequest),
                         Some(Ok(Message::Ping(bytes))) => {
                             self.target.outbox.control(Control::Pong(bytes));
                         }

@@ -94,9 +94,9 @@ enum Inbound {
 
 fn classify(message: Option<Result<Message, WsError>>) -> Inbound {
     match message {
-        None | Some(Ok(Message::Close)) => Inbound::Gone,
+        None | Some(Ok(Message::Close(_))) => Inbound::Gone,
         Some(Ok(Message::Text(text))) => Inbound::Text(text),
-        Some(Ok(Message::Binary)) => Inbound::Close(DisconnectCode::BadRequest),
+        Some(Ok(Message::Binary(_))) => Inbound::Close(DisconnectCode::BadRequest),
         Some(Ok(Message::Ping(bytes))) => Inbound::Ping(bytes),
         Some(Ok(Message::Pong)) => Inbound::Ignore,
         Some(Err(WsError::Io(err))) => {

@@ -69,6 +69,7 @@ const READ_CHUNK: usize = 4096;
 const MAX_SLICES: usize = 512;
 
 const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
@@ -134,14 +135,15 @@ impl Socket {
 pub enum Message {
     /// A text message (continuations joined), valid UTF-8.
     Text(ByteString),
-    /// A binary message (its content is not kept).
-    Binary,
+    /// A binary message (continuations joined).
+    Binary(Bytes),
     /// A ping, with its payload for the pong.
     Ping(Bytes),
     /// A pong.
     Pong,
-    /// The client closes.
-    Close,
+    /// The client closes, with its close code when it gave one (already checked to be a
+    /// code a peer may send, RFC 6455 7.4).
+    Close(Option<u16>),
 }
 
 /// Why reading stopped.
@@ -150,9 +152,12 @@ pub enum WsError {
     /// A frame or a joined message over the size limit.
     #[error("message too big")]
     TooBig,
-    /// Not valid WebSocket: bad framing, unmasked frames, invalid UTF-8 text.
+    /// Not valid WebSocket: bad framing, unmasked frames, a close code no peer may send.
     #[error("websocket protocol error: {0}")]
     Protocol(String),
+    /// A text message that is not valid UTF-8.
+    #[error("text is not valid UTF-8")]
+    Utf8,
     /// The socket failed.
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
@@ -173,9 +178,26 @@ impl WsError {
     pub fn close_code(&self) -> DisconnectCode {
         match self {
             WsError::TooBig => DisconnectCode::MessageTooBig,
-            WsError::Protocol(_) | WsError::Io(_) => DisconnectCode::BadRequest,
+            WsError::Protocol(_) | WsError::Utf8 | WsError::Io(_) => DisconnectCode::BadRequest,
         }
     }
+
+    /// The RFC 6455 close code (7.4.1), for endpoints that speak plain WebSocket
+    /// (`/ws/echo`): 1009 too big, 1007 invalid UTF-8, 1002 any other protocol error.
+    pub fn rfc_close_code(&self) -> u16 {
+        match self {
+            WsError::TooBig => 1009,
+            WsError::Utf8 => 1007,
+            WsError::Protocol(_) => 1002,
+            WsError::Io(_) => 1011,
+        }
+    }
+}
+
+/// Whether a peer may send `code` in a close frame (RFC 6455 7.4: the defined codes that
+/// are not reserved for local use, and the registered/private 3000-4999 range).
+fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }
 
 /// A message arriving in continuation frames.
@@ -227,10 +249,16 @@ impl FrameReader<'_> {
         while let Some(frame) = self.codec.decode(&mut self.buf)? {
             let message = match frame {
                 Frame::Text(bytes) => Message::Text(utf8(bytes)?),
-                Frame::Binary(_) => Message::Binary,
+                Frame::Binary(bytes) => Message::Binary(bytes),
                 Frame::Ping(bytes) => Message::Ping(bytes),
                 Frame::Pong(_) => Message::Pong,
-                Frame::Close(_) => Message::Close,
+                Frame::Close(reason) => {
+                    let code = reason.map(|reason| u16::from(reason.code));
+                    if code.is_some_and(|code| !valid_close_code(code)) {
+                        return Err(WsError::Protocol("invalid close code".into()));
+                    }
+                    Message::Close(code)
+                }
                 Frame::Continuation(item) => match self.join(item)? {
                     Some(message) => message,
                     None => continue,
@@ -276,13 +304,13 @@ impl FrameReader<'_> {
         if partial.text {
             Ok(Some(Message::Text(utf8(partial.data.freeze())?)))
         } else {
-            Ok(Some(Message::Binary))
+            Ok(Some(Message::Binary(partial.data.freeze())))
         }
     }
 }
 
 fn utf8(bytes: Bytes) -> Result<ByteString, WsError> {
-    ByteString::try_from(bytes).map_err(|_| WsError::Protocol("text is not valid UTF-8".into()))
+    ByteString::try_from(bytes).map_err(|_| WsError::Utf8)
 }
 
 /// The writing half: server frames (never masked, never fragmented).
@@ -302,6 +330,25 @@ impl FrameWriter<'_> {
         let mut header = [0u8; 10];
         let head = encode_header(&mut header, OP_TEXT, len);
         self.write_frame(&header[..head], messages).await
+    }
+
+    /// Writes `payload` as one binary frame.
+    pub async fn binary(&mut self, payload: &[u8]) -> io::Result<()> {
+        let mut header = [0u8; 10];
+        let head = encode_header(&mut header, OP_BINARY, payload.len());
+        let mut frame = Vec::with_capacity(head + payload.len());
+        frame.extend_from_slice(&header[..head]);
+        frame.extend_from_slice(payload);
+        self.write_frame(&frame, &[]).await
+    }
+
+    /// Sends a close frame with a plain RFC 6455 `code` and no reason, then ends the
+    /// sending direction of the stream (`/ws/echo`, which speaks no Herald close codes).
+    pub async fn close_code(&mut self, code: u16) -> io::Result<()> {
+        if !self.torn {
+            self.control(OP_CLOSE, &code.to_be_bytes()).await?;
+        }
+        socket2::SockRef::from(self.half).shutdown(std::net::Shutdown::Write)
     }
 
     /// Writes bytes that are already framed (the rest of a frame the fan-out began).

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{TestGateway, WAIT, spawn_gateway};
+use crate::support::{TestGateway, WAIT, spawn_gateway, spawn_gateway_with};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -296,4 +296,72 @@ async fn an_upgrade_request_the_application_refuses_gets_its_http_answer_and_a_c
     tokio::time::timeout(Duration::from_secs(5), raw.rest())
         .await
         .unwrap();
+}
+
+/// A connection upgraded on `/ws/echo` (the `101` read).
+async fn echo_upgraded(gw: &TestGateway) -> Raw {
+    let mut raw = Raw::open(gw, handshake("/ws/echo").as_bytes()).await;
+    let head = raw.head().await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    raw
+}
+
+#[tokio::test]
+async fn echo_returns_text_and_binary_messages_unchanged_and_answers_pings() {
+    let gw = spawn_gateway().await;
+    let mut raw = echo_upgraded(&gw).await;
+    raw.send(&text("héllo")).await;
+    let back = raw.next().await;
+    assert_eq!((back.fin, back.opcode, back.text()), (true, 0x1, "héllo"));
+    // Binary, in three fragments with a ping between them: one whole binary message back.
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let mut frames = frame(false, 0x2, &bytes[..100]);
+    frames.extend(frame(true, 0x9, b"ping!"));
+    frames.extend(frame(false, 0x0, &bytes[100..200]));
+    frames.extend(frame(true, 0x0, &bytes[200..]));
+    raw.send(&frames).await;
+    let pong = raw.next().await;
+    assert_eq!((pong.opcode, pong.payload.as_slice()), (0xA, &b"ping!"[..]));
+    let back = raw.next().await;
+    assert_eq!((back.fin, back.opcode), (true, 0x2));
+    assert_eq!(back.payload, bytes);
+    // The client's close is answered with its code.
+    raw.send(&frame(true, 0x8, &4321u16.to_be_bytes())).await;
+    assert_eq!(raw.next().await.close_code(), 4321);
+}
+
+#[tokio::test]
+async fn echo_closes_with_rfc_codes_on_bad_input() {
+    let gw = spawn_gateway_with(|s| s.limits.max_message_size = 1000).await;
+    // Invalid UTF-8 text: 1007.
+    let mut raw = echo_upgraded(&gw).await;
+    raw.send(&frame(true, 0x1, &[0x66, 0xFF, 0x66])).await;
+    assert_eq!(raw.next().await.close_code(), 1007);
+    // A close code no peer may send: 1002.
+    let mut raw = echo_upgraded(&gw).await;
+    raw.send(&frame(true, 0x8, &1005u16.to_be_bytes())).await;
+    assert_eq!(raw.next().await.close_code(), 1002);
+    // Over the message size limit, even in fragments: 1009.
+    let mut raw = echo_upgraded(&gw).await;
+    let mut frames = frame(false, 0x2, &[0u8; 600]);
+    frames.extend(frame(true, 0x0, &[0u8; 600]));
+    raw.send(&frames).await;
+    assert_eq!(raw.next().await.close_code(), 1009);
+}
+
+#[tokio::test]
+async fn echo_can_be_switched_off() {
+    let gw = spawn_gateway_with(|s| s.websocket.echo = false).await;
+    let mut raw = Raw::open(&gw, handshake("/ws/echo").as_bytes()).await;
+    let head = raw.head().await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+#[tokio::test]
+async fn echo_obeys_the_node_connection_limit() {
+    let gw = spawn_gateway_with(|s| s.limits.max_connections = 1).await;
+    let _first = echo_upgraded(&gw).await;
+    let mut raw = Raw::open(&gw, handshake("/ws/echo").as_bytes()).await;
+    let head = raw.head().await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
 }
