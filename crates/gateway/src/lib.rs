@@ -100,6 +100,7 @@ impl Gateway {
             .configure(api::configure)
             .route("/connection/websocket", actix::get().to(client::websocket))
             .route("/ws/echo", actix::get().to(echo::echo))
+            .route("/ws/chat", actix::get().to(simple::lobby))
             .route("/ws/chat/{room}", actix::get().to(simple::chat))
             .route(
                 "/ws/notifications/{channel}",

@@ -1,7 +1,7 @@
 //! The simple text endpoints, for `websocat`, `curl` and scripts (design section 2):
 //!
 //! - `/ws/chat/{room}`: each text frame in is a chat message to `chat:{room}`; each message
-//!   out is the line `<username>: <text>`;
+//!   out is the line `<username>: <text>`; `/ws/chat` is the room `lobby`;
 //! - `/ws/notifications/{channel}`: receive only; each line is the publication's `text`, else
 //!   its JSON (`#` is written `%23` in the path).
 //!
@@ -44,6 +44,16 @@ pub async fn chat(
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, ApiError> {
     let channel = ChannelName::chat(&room).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    open(req, shared.into_inner(), channel, Format::ChatLines).await
+}
+
+/// The room of `/ws/chat` without a room name: where a client written against the
+/// tutorial's `ws://host/ws/chat` lands.
+pub const LOBBY: &str = "lobby";
+
+/// `GET /ws/chat`: the [`LOBBY`] room.
+pub async fn lobby(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse, ApiError> {
+    let channel = ChannelName::chat(LOBBY).map_err(|err| ApiError::bad_request(err.to_string()))?;
     open(req, shared.into_inner(), channel, Format::ChatLines).await
 }
 

@@ -1,4 +1,4 @@
-//! `/ws/chat/{room}` and `/ws/notifications/{channel}`: text lines for websocat and curl.
+//! `/ws/chat/{room}` (and `/ws/chat`, the lobby) and `/ws/notifications/{channel}`: text lines for websocat and curl.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -33,6 +33,19 @@ async fn chat_lines_flow_both_ways_with_a_query_token() {
     assert_eq!(a.next_line().await, "alice: hello there");
     b.send_text("hi").await;
     assert_eq!(a.next_line().await, "bob: hi");
+}
+
+#[tokio::test]
+async fn chat_without_a_room_is_the_lobby() {
+    let gw = spawn_gateway().await;
+    let alice = gw.keys.token(&UserId::new(), "alice", 600);
+    let bob = gw.keys.token(&UserId::new(), "bob", 600);
+    let mut a = WsClient::open(&gw.ws_url(&format!("/ws/chat?token={alice}"))).await;
+    let mut b = WsClient::open(&gw.ws_url(&format!("/ws/chat/lobby?token={bob}"))).await;
+    gw.wait_for("both subscribed", |s| s.subscriptions >= 2)
+        .await;
+    a.send_text("anyone here?").await;
+    assert_eq!(b.next_line().await, "alice: anyone here?");
 }
 
 #[tokio::test]
