@@ -26,6 +26,7 @@
 //! Traces: each append is an `outbox.relay` span, child of the event's `trace` (the span that
 //! wrote it), when traces are exported.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_common::events::{TASK_EVENTS_STREAM, TraceContext};
@@ -34,7 +35,10 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span};
 
-use crate::state::TasksApi;
+use herald_broker::Broker;
+use tokio::sync::Notify;
+
+use crate::settings::OutboxSettings;
 use crate::store::{self, OutboxRow, Store};
 
 /// First pause after a failed round; it doubles up to the configured maximum.
@@ -53,24 +57,29 @@ enum Round {
 
 /// Runs the relay until `shutdown`. A round in progress is finished first (its batch is
 /// marked), so nothing appended is left unmarked by a shutdown.
-pub(crate) async fn run_relay(api: TasksApi, shutdown: CancellationToken) {
-    let settings = api.settings.outbox.clone();
+pub(crate) async fn run_relay(
+    store: Store,
+    broker: Broker,
+    wake: Arc<Notify>,
+    settings: OutboxSettings,
+    shutdown: CancellationToken,
+) {
     let mut listener: Option<PgListener> = None;
     let mut retry_delay = FIRST_RETRY_DELAY;
     loop {
-        if let Store::Postgres(store) = &api.store
+        if let Store::Postgres(pg) = &store
             && listener.is_none()
         {
-            match store.outbox_listener().await {
+            match pg.outbox_listener().await {
                 Ok(new) => listener = Some(new),
                 Err(err) => tracing::debug!(error = %err, "outbox LISTEN not available; polling"),
             }
         }
-        let round = relay_round(&api).await;
+        let round = relay_round(&store, &broker, settings.batch_size).await;
         let pause = match round {
             Round::Drained => {
                 retry_delay = FIRST_RETRY_DELAY;
-                match (&api.store, &listener) {
+                match (&store, &listener) {
                     (Store::Postgres(_), Some(_)) => settings.fallback_interval,
                     _ => settings.poll_interval,
                 }
@@ -88,7 +97,7 @@ pub(crate) async fn run_relay(api: TasksApi, shutdown: CancellationToken) {
         };
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = api.relay_wake.notified() => {}
+            () = wake.notified() => {}
             lost = notification(&mut listener) => {
                 if lost {
                     listener = None;
@@ -121,10 +130,10 @@ async fn notification(listener: &mut Option<PgListener>) -> bool {
 }
 
 /// Appends unsent rows batch by batch until none is left or something fails.
-async fn relay_round(api: &TasksApi) -> Round {
-    let batch_size = api.settings.outbox.batch_size.max(1);
+async fn relay_round(store: &Store, broker: &Broker, batch_size: u32) -> Round {
+    let batch_size = batch_size.max(1);
     loop {
-        let batch = match api.store.claim_outbox(batch_size).await {
+        let batch = match store.claim_outbox(batch_size).await {
             Ok(Some(batch)) => batch,
             // Another replica holds the relay lock and is appending these very rows.
             Ok(None) => return Round::Drained,
@@ -138,8 +147,7 @@ async fn relay_round(api: &TasksApi) -> Round {
         let mut sent = Vec::with_capacity(claimed);
         let mut failed = false;
         for row in batch.rows() {
-            match api
-                .broker
+            match broker
                 .stream_append(TASK_EVENTS_STREAM, &row.payload)
                 .instrument(relay_span(row))
                 .await
@@ -202,7 +210,7 @@ fn relay_span(row: &OutboxRow) -> Span {
 
 /// Refreshes the backlog gauges every [`BACKLOG_EVERY`] until `shutdown`; the first time at
 /// once, so the gauges exist from the start.
-pub(crate) async fn run_backlog_gauges(api: TasksApi, shutdown: CancellationToken) {
+pub(crate) async fn run_backlog_gauges(store: Store, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(BACKLOG_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -211,7 +219,7 @@ pub(crate) async fn run_backlog_gauges(api: TasksApi, shutdown: CancellationToke
             _ = tick.tick() => {}
         }
         // Bounded: a database that does not answer must not stall the next refreshes.
-        let _ = tokio::time::timeout(BACKLOG_EVERY * 5, record_backlog(&api.store)).await;
+        let _ = tokio::time::timeout(BACKLOG_EVERY * 5, record_backlog(&store)).await;
     }
 }
 

@@ -112,9 +112,27 @@ impl TasksApi {
     /// cancelled: the outbox relay, the outbox backlog gauges, the sweep of sent outbox rows
     /// and expired idempotency keys, and the periodic read of the signing keys.
     pub fn spawn_background(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
-        tracker.spawn(outbox::run_relay(self.clone(), shutdown.clone()));
-        tracker.spawn(outbox::run_backlog_gauges(self.clone(), shutdown.clone()));
-        tracker.spawn(sweep::run_sweep(self.clone(), shutdown.clone()));
+        tracker.spawn(outbox::run_relay(
+            self.store.clone(),
+            self.broker.clone(),
+            self.relay_wake.clone(),
+            self.settings.outbox.clone(),
+            shutdown.clone(),
+        ));
+        tracker.spawn(outbox::run_backlog_gauges(
+            self.store.clone(),
+            shutdown.clone(),
+        ));
+        let policy = sweep::SweepPolicy {
+            interval: self.settings.outbox.sweep_interval,
+            sent_retention: self.settings.outbox.sent_retention,
+            idempotency_ttl: self.settings.idempotency_ttl,
+        };
+        tracker.spawn(sweep::run_sweep(
+            self.store.clone(),
+            policy,
+            shutdown.clone(),
+        ));
         tracker.spawn(
             self.verifier
                 .clone()
