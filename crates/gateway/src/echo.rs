@@ -33,16 +33,7 @@ pub async fn echo(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRes
     if !shared.settings.websocket.echo {
         return Err(ApiError::not_found("the echo endpoint is switched off"));
     }
-    if !shared.origins.allows(&req) {
-        return Err(ApiError::forbidden("origin not allowed"));
-    }
-    if shared.is_draining() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            RestErrorCode::Internal,
-            "this node is shutting down; connect to another one",
-        ));
-    }
+    crate::simple::check_upgrade(&req, &shared)?;
     // A registry entry, so the connection counts against the node limit and a drain sees
     // (and closes) it; it never joins a channel.
     let target = Arc::new(Target::new(

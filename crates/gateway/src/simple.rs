@@ -126,13 +126,9 @@ async fn open(
     Ok(response)
 }
 
-/// Checks the Origin, the token and the channel table, before the upgrade.
-async fn authorize(
-    req: &HttpRequest,
-    shared: &Shared,
-    channel: &ChannelName,
-    format: Format,
-) -> Result<(Grant, ChannelOptions), ApiError> {
+/// The checks every WebSocket endpoint makes before anything else: an allowed Origin, and a
+/// node that is not draining.
+pub(crate) fn check_upgrade(req: &HttpRequest, shared: &Shared) -> Result<(), ApiError> {
     if !shared.origins.allows(req) {
         tracing::info!(uri = %redacted_uri(req), "websocket refused: origin not allowed");
         return Err(ApiError::forbidden("origin not allowed"));
@@ -144,6 +140,17 @@ async fn authorize(
             "this node is shutting down; connect to another one",
         ));
     }
+    Ok(())
+}
+
+/// Checks the Origin, the token and the channel table, before the upgrade.
+async fn authorize(
+    req: &HttpRequest,
+    shared: &Shared,
+    channel: &ChannelName,
+    format: Format,
+) -> Result<(Grant, ChannelOptions), ApiError> {
+    check_upgrade(req, shared)?;
     let token = token::request_token(req).ok_or_else(|| ApiError::unauthorized("missing token"))?;
     let grant = match token::verify(&shared.verifier, &token).await {
         Ok(grant) => grant,
