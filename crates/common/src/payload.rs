@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use crate::channel::ChannelName;
 use crate::events::{Actor, DomainEvent, TaskEventKind};
 use crate::ids::UserId;
-use crate::protocol::Publication;
+use crate::protocol::{ClientInfo, Publication};
 use crate::task::Task;
 
 /// A task notification: the `data` of publications in `tasks` and `notifications#<user>`.
@@ -136,15 +136,30 @@ pub fn notification_line(publication: &Publication) -> Cow<'_, str> {
 /// `conn_info` (empty when the server published); a payload without `text` is written as
 /// its JSON.
 pub fn chat_line(publication: &Publication) -> String {
-    let name = publication
-        .info
-        .as_ref()
-        .and_then(|info| info.conn_info.as_deref())
-        .and_then(|raw| serde_json::from_str::<NameOnly<'_>>(raw.get()).ok())
-        .and_then(|info| info.name)
-        .unwrap_or_default();
+    let name = display_name(publication.info.as_ref());
     let text = notification_line(publication);
     format!("{name}: {text}")
+}
+
+/// The line of `/ws/chat/{room}` announcing that someone entered (`* alice joined`) or
+/// left (`* alice left`) the room. Server lines start with `* `, chat lines with a name.
+pub fn join_leave_line(info: &ClientInfo, joined: bool) -> String {
+    let name = display_name(Some(info));
+    let name = if name.is_empty() {
+        Cow::Borrowed(info.user.as_str())
+    } else {
+        name
+    };
+    let verb = if joined { "joined" } else { "left" };
+    format!("* {name} {verb}")
+}
+
+/// The display name in a client's `conn_info` (empty when there is none).
+fn display_name(info: Option<&ClientInfo>) -> Cow<'_, str> {
+    info.and_then(|info| info.conn_info.as_deref())
+        .and_then(|raw| serde_json::from_str::<NameOnly<'_>>(raw.get()).ok())
+        .and_then(|info| info.name)
+        .unwrap_or_default()
 }
 
 /// The channel an assignee notification goes to: shorthand for
@@ -165,7 +180,6 @@ mod tests {
     use super::*;
     use crate::events::TraceContext;
     use crate::ids::{ClientId, EventId, TaskId};
-    use crate::protocol::ClientInfo;
     use crate::task::TaskStatus;
 
     fn alice() -> Actor {
@@ -272,6 +286,20 @@ mod tests {
             }),
             tags: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn join_and_leave_lines_name_the_user() {
+        let mut info = ClientInfo {
+            user: "u-1".to_owned(),
+            client: ClientId::new().to_string(),
+            conn_info: Some(raw(r#"{"name":"alice"}"#)),
+            chan_info: None,
+        };
+        assert_eq!(join_leave_line(&info, true), "* alice joined");
+        assert_eq!(join_leave_line(&info, false), "* alice left");
+        info.conn_info = None;
+        assert_eq!(join_leave_line(&info, true), "* u-1 joined");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The simple text endpoints, for `websocat`, `curl` and scripts (design section 2):
 //!
 //! - `/ws/chat/{room}`: each text frame in is a chat message to `chat:{room}`; each message
-//!   out is the line `<username>: <text>`; `/ws/chat` is the room `lobby`;
+//!   out is the line `<username>: <text>`, and `* alice joined` / `* alice left` when
+//!   someone enters or leaves the room (namespaces with join/leave); `/ws/chat` is the room
+//!   `lobby`;
 //! - `/ws/notifications/{channel}`: receive only; each line is the publication's `text`, else
 //!   its JSON (`#` is written `%23` in the path).
 //!
@@ -225,7 +227,7 @@ impl LineConnection {
             &self.target,
             &self.channel,
             SlotKind::ServerSide,
-            false,
+            self.announces_join_leave(),
         )
         .await
         {
@@ -254,8 +256,21 @@ impl LineConnection {
             self.target
                 .outbox
                 .close(DisconnectCode::InsufficientState.to_disconnect());
+        } else if self.announces_join_leave() {
+            match shared.broker.publish_join(&self.channel, &self.info).await {
+                Ok(()) => subscription.announced = true,
+                Err(err) => {
+                    tracing::warn!(channel = %self.channel, error = %err, "join not announced");
+                }
+            }
         }
         Some(subscription)
+    }
+
+    /// Chat rooms whose namespace announces joins and leaves tell the room who came and
+    /// went (`* alice joined`, `* alice left`); notification feeds never do.
+    fn announces_join_leave(&self) -> bool {
+        self.options.join_leave && self.target.format == Format::ChatLines
     }
 
     async fn serve(&self, reader: &mut FrameReader<'_>) {

@@ -9,7 +9,8 @@
 //!   reconnect or a full receiver): client-side subscriptions get an unsubscribe push with
 //!   2500 (the SDK resubscribes and recovers), connections holding it server-side (and the
 //!   simple endpoints) are closed with 3010 (they reconnect and recover).
-//! - **Join / leave**: encoded once, pushed to protocol members that asked for them.
+//! - **Join / leave**: encoded once per format, pushed to protocol members that asked for
+//!   them and written as `* alice joined` / `* alice left` lines to simple chat members.
 //! - **Control** (revocation on logout, server-side disconnects): the affected connections
 //!   of this node are closed with the message's code.
 //!
@@ -21,7 +22,7 @@ use bytestring::ByteString;
 use herald_broker::BrokerEvent;
 use herald_common::channel::ChannelName;
 use herald_common::control::ControlMessage;
-use herald_common::payload::{chat_line, notification_line};
+use herald_common::payload::{chat_line, join_leave_line, notification_line};
 use herald_common::protocol::{
     ClientInfo, DisconnectCode, Publication, Push, Unsubscribe, UnsubscribeCode, encode_join_push,
     encode_leave_push, encode_publication_push,
@@ -175,26 +176,37 @@ impl Dispatcher {
     ) {
         self.hub.with_channel(channel.as_str(), |entry| {
             wakes.set_direct(writes_directly(lone, entry.members.len()));
-            let mut message: Option<ByteString> = None;
+            // Encoded once per format some member asked for: a protocol push, a chat line.
+            let mut push: Option<ByteString> = None;
+            let mut line: Option<ByteString> = None;
             for member in entry.members.values() {
-                if !member.join_leave || member.target.format != Format::Protocol {
+                if !member.join_leave {
                     continue;
                 }
-                if message.is_none() {
-                    let encoded = if join {
-                        encode_join_push(channel, info)
-                    } else {
-                        encode_leave_push(channel, info)
-                    };
-                    match encoded {
-                        Ok(text) => message = Some(ByteString::from(text)),
-                        Err(err) => {
-                            tracing::warn!(%channel, error = %err, "join/leave push not encodable");
-                            return;
+                let message = match member.target.format {
+                    Format::Protocol => {
+                        if push.is_none() {
+                            let encoded = if join {
+                                encode_join_push(channel, info)
+                            } else {
+                                encode_leave_push(channel, info)
+                            };
+                            match encoded {
+                                Ok(text) => push = Some(ByteString::from(text)),
+                                Err(err) => {
+                                    tracing::warn!(%channel, error = %err, "join/leave push not encodable");
+                                    return;
+                                }
+                            }
                         }
+                        push.as_ref()
                     }
-                }
-                if let Some(message) = &message {
+                    Format::ChatLines => Some(
+                        &*line.get_or_insert_with(|| join_leave_line(info, join).into()),
+                    ),
+                    Format::NotificationLines => None,
+                };
+                if let Some(message) = message {
                     member.slot.deliver(&member.target, 0, message, wakes);
                 }
             }

@@ -49,6 +49,54 @@ async fn chat_without_a_room_is_the_lobby() {
 }
 
 #[tokio::test]
+async fn the_room_is_told_who_joined_and_who_left() {
+    let gw = spawn_gateway().await;
+    let alice = gw.keys.token(&UserId::new(), "alice", 600);
+    let bob = gw.keys.token(&UserId::new(), "bob", 600);
+    let mut a = WsClient::open(&gw.ws_url(&format!("/ws/chat/party?token={alice}"))).await;
+    assert_eq!(a.next_any_line().await, "* alice joined");
+    let mut b = WsClient::open(&gw.ws_url(&format!("/ws/chat/party?token={bob}"))).await;
+    assert_eq!(a.next_any_line().await, "* bob joined");
+    assert_eq!(b.next_any_line().await, "* bob joined");
+    b.send_text("bye").await;
+    assert_eq!(a.next_any_line().await, "bob: bye");
+    drop(b);
+    assert_eq!(a.next_any_line().await, "* bob left");
+
+    // A protocol client in the room gets the same events as join/leave pushes.
+    let (mut sdk, _, _) = gw.connected_client("carol").await;
+    sdk.call(
+        "subscribe",
+        json!({"channel": "chat:party", "join_leave": true}),
+    )
+    .await;
+    let mut c = WsClient::open(&gw.ws_url(&format!("/ws/chat/party?token={bob}"))).await;
+    assert_eq!(c.next_any_line().await, "* bob joined");
+    // Its own join and bob's, in whichever order they were announced.
+    let mut joined = Vec::new();
+    for _ in 0..2 {
+        let push = sdk.next_push().await;
+        assert_eq!(push["push"]["channel"], "chat:party", "{push}");
+        joined.push(push["push"]["join"]["info"]["conn_info"]["name"].to_string());
+    }
+    joined.sort();
+    assert_eq!(joined, [r#""bob""#, r#""carol""#]);
+}
+
+#[tokio::test]
+async fn notification_feeds_announce_no_joins() {
+    let gw = spawn_gateway().await;
+    let user = UserId::new();
+    let token = gw.keys.token(&user, "alice", 600);
+    let feed = format!("/ws/notifications/notifications%23{user}?token={token}");
+    let mut first = WsClient::open(&gw.ws_url(&feed)).await;
+    let _second = WsClient::open(&gw.ws_url(&feed)).await;
+    gw.wait_for("both subscribed", |s| s.subscriptions >= 2)
+        .await;
+    assert!(first.nothing_within(Duration::from_millis(300)).await);
+}
+
+#[tokio::test]
 async fn protocol_clients_and_line_clients_share_a_room() {
     let gw = spawn_gateway().await;
     let token = gw.keys.token(&UserId::new(), "carol", 600);

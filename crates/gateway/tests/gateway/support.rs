@@ -383,7 +383,21 @@ impl WsClient {
     }
 
     /// The raw next text frame (simple endpoints).
+    /// The next line of a simple endpoint, skipping the room's `* … joined` / `* … left`
+    /// announcements (see [`Self::next_any_line`]).
     pub async fn next_line(&mut self) -> String {
+        loop {
+            let line = self.next_any_line().await;
+            let announcement =
+                line.starts_with("* ") && (line.ends_with(" joined") || line.ends_with(" left"));
+            if !announcement {
+                return line;
+            }
+        }
+    }
+
+    /// The next line of a simple endpoint, whatever it is.
+    pub async fn next_any_line(&mut self) -> String {
         loop {
             let frame = tokio::time::timeout(WAIT, self.ws.next())
                 .await
