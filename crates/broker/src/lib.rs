@@ -19,7 +19,8 @@
 //!   reconnect, receiver full) so callers make their clients recover.
 //! - **Presence** with expiry, refreshed by whoever holds the client.
 //! - **Domain-event streams** read through consumer groups (at-least-once, with reclaim of
-//!   entries a dead consumer left pending).
+//!   entries a dead consumer left pending: at once when its liveness mark is gone, after an
+//!   idle time otherwise).
 //! - **Key-value** strings, for the signing-key set, and **tables** of expiring entries,
 //!   for what gateway nodes announce to each other (`/api/info`, `/api/channels`).
 //!
@@ -54,9 +55,9 @@ pub use crate::redis::{
     DEFAULT_PREFIX, DEFAULT_RECONNECT_MAX_DELAY, DEFAULT_STREAM_MAX_LEN, RedisBroker, RedisConfig,
 };
 pub use crate::types::{
-    BrokerEvent, DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_IDLE_EPOCH_TTL, HistoryPolicy, HistoryQuery,
-    HistoryResult, PresenceStats, PublishRequest, PublishResult, Recovery, StreamEntry,
-    SubscriberStats,
+    BrokerEvent, DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_IDLE_EPOCH_TTL, DeadConsumerClaim,
+    HistoryPolicy, HistoryQuery, HistoryResult, PresenceStats, PublishRequest, PublishResult,
+    Recovery, StreamConsumer, StreamEntry, SubscriberStats,
 };
 
 /// The broker: Redis or in memory. Cheap to clone; clones share connections and state.
@@ -279,6 +280,64 @@ impl Broker {
         count: usize,
     ) -> BrokerResult<Vec<StreamEntry>> {
         dispatch!(self, broker => broker.stream_claim_stale(stream, group, consumer, min_idle, count).await)
+    }
+
+    /// Marks `consumer` of `group` alive for `ttl` (Redis: the key
+    /// `<prefix><stream>:alive:<group>:<consumer>`, expiring). A consumer refreshes its mark
+    /// well within `ttl` for as long as it runs; once the mark is gone and the consumer has
+    /// not touched the group for a while, [`Broker::stream_claim_dead`] takes its entries.
+    pub async fn stream_consumer_heartbeat(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ttl: Duration,
+    ) -> BrokerResult<()> {
+        dispatch!(self, broker => broker.stream_consumer_heartbeat(stream, group, consumer, ttl).await)
+    }
+
+    /// Drops the liveness mark of `consumer` (a clean stop): what it left pending, if
+    /// anything, is then claimable by [`Broker::stream_claim_dead`] as soon as it has been
+    /// silent for the grace time, and the consumer is removed from the group after that.
+    pub async fn stream_consumer_leave(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BrokerResult<()> {
+        dispatch!(self, broker => broker.stream_consumer_leave(stream, group, consumer).await)
+    }
+
+    /// The consumers of `group` (Redis `XINFO CONSUMERS`), by name, with whether their
+    /// liveness mark is live. Empty when the stream or the group does not exist.
+    pub async fn stream_consumers(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> BrokerResult<Vec<StreamConsumer>> {
+        dispatch!(self, broker => broker.stream_consumers(stream, group).await)
+    }
+
+    /// Takes over, for `consumer`, up to `count` entries pending for dead consumers of
+    /// `group`, however briefly they have been pending. A consumer is dead when its liveness
+    /// mark ([`Broker::stream_consumer_heartbeat`]) is gone and it has not read from the
+    /// group or claimed entries for at least `grace` (so a consumer that just started and
+    /// one that never marks itself are not taken for dead at once). Live consumers keep
+    /// their entries, however long those are pending: for them there is
+    /// [`Broker::stream_claim_stale`].
+    ///
+    /// Each entry is taken by one claimer even when several claim at once (the check that
+    /// the dead consumer still holds it and the take-over are one atomic step). Dead
+    /// consumers with nothing pending are removed from the group.
+    pub async fn stream_claim_dead(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        grace: Duration,
+        count: usize,
+    ) -> BrokerResult<DeadConsumerClaim> {
+        dispatch!(self, broker => broker.stream_claim_dead(stream, group, consumer, grace, count).await)
     }
 
     /// Stores `value` under `key` (Redis: `<prefix>kv:<key>`), optionally expiring.

@@ -31,8 +31,9 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::Delivery;
 use crate::error::{BrokerError, BrokerResult};
 use crate::types::{
-    BrokerEvent, DEFAULT_IDLE_EPOCH_TTL, HistoryPolicy, HistoryQuery, HistorySnapshot,
-    PresenceStats, PublishRequest, PublishResult, StreamEntry, SubscriberStats,
+    BrokerEvent, DEFAULT_IDLE_EPOCH_TTL, DeadConsumerClaim, HistoryPolicy, HistoryQuery,
+    HistorySnapshot, PresenceStats, PublishRequest, PublishResult, StreamConsumer, StreamEntry,
+    SubscriberStats,
 };
 use crate::util::{lock, new_epoch};
 
@@ -565,8 +566,7 @@ impl MemoryBroker {
         &self,
         stream: &str,
         group: &str,
-        // Only Redis tracks who holds a pending entry; nothing here reads owners.
-        _consumer: &str,
+        consumer: &str,
         count: usize,
         block: Duration,
     ) -> BrokerResult<Vec<StreamEntry>> {
@@ -577,7 +577,7 @@ impl MemoryBroker {
             tokio::pin!(appended);
             // Registered before looking, so an append between the look and the wait wakes us.
             appended.as_mut().enable();
-            let entries = lock(&events.data).read_new(group, count, Instant::now());
+            let entries = lock(&events.data).read_new(group, consumer, count, Instant::now());
             if !entries.is_empty() || block.is_zero() || Instant::now() >= deadline {
                 return Ok(entries);
             }
@@ -612,13 +612,66 @@ impl MemoryBroker {
         &self,
         stream: &str,
         group: &str,
-        _consumer: &str,
+        consumer: &str,
         min_idle: Duration,
         count: usize,
     ) -> BrokerResult<Vec<StreamEntry>> {
         let events = self.shared.stream(stream);
-        let entries = lock(&events.data).claim_stale(group, min_idle, count, Instant::now());
+        let entries =
+            lock(&events.data).claim_stale(group, consumer, min_idle, count, Instant::now());
         Ok(entries)
+    }
+
+    pub(crate) async fn stream_consumer_heartbeat(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ttl: Duration,
+    ) -> BrokerResult<()> {
+        let now = Instant::now();
+        let events = self.shared.stream(stream);
+        let mut data = lock(&events.data);
+        // Expired marks are dropped here, so the map holds at most the live consumers.
+        data.heartbeats.retain(|_, expires| *expires > now);
+        data.heartbeats
+            .insert((group.to_owned(), consumer.to_owned()), now + ttl);
+        Ok(())
+    }
+
+    pub(crate) async fn stream_consumer_leave(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BrokerResult<()> {
+        let events = self.shared.stream(stream);
+        lock(&events.data)
+            .heartbeats
+            .remove(&(group.to_owned(), consumer.to_owned()));
+        Ok(())
+    }
+
+    pub(crate) async fn stream_consumers(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> BrokerResult<Vec<StreamConsumer>> {
+        let events = self.shared.stream(stream);
+        Ok(lock(&events.data).consumers(group, Instant::now()))
+    }
+
+    pub(crate) async fn stream_claim_dead(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        grace: Duration,
+        count: usize,
+    ) -> BrokerResult<DeadConsumerClaim> {
+        let events = self.shared.stream(stream);
+        let claim = lock(&events.data).claim_dead(group, consumer, grace, count, Instant::now());
+        Ok(claim)
     }
 
     /// Registers a new subscriber node.
@@ -735,17 +788,21 @@ struct StreamData {
     entries: BTreeMap<StreamId, String>,
     last_id: StreamId,
     groups: HashMap<String, Group>,
+    /// Liveness marks: (group, consumer) -> expiry (the Redis heartbeat keys).
+    heartbeats: HashMap<(String, String), Instant>,
 }
 
 /// A consumer group: everything up to `last_delivered` was handed out; `pending` holds
-/// what is not acknowledged yet.
+/// what is not acknowledged yet, `consumers` when each consumer last read or claimed.
 #[derive(Default)]
 struct Group {
     last_delivered: StreamId,
     pending: BTreeMap<StreamId, Pending>,
+    consumers: BTreeMap<String, Instant>,
 }
 
 struct Pending {
+    owner: String,
     delivered_at: Instant,
     deliveries: u64,
 }
@@ -773,8 +830,16 @@ impl StreamData {
         id
     }
 
-    fn read_new(&mut self, group: &str, count: usize, now: Instant) -> Vec<StreamEntry> {
+    fn read_new(
+        &mut self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        now: Instant,
+    ) -> Vec<StreamEntry> {
         let group = self.groups.entry(group.to_owned()).or_default();
+        // Like XREADGROUP, a read joins the consumer to the group, whatever it returns.
+        group.consumers.insert(consumer.to_owned(), now);
         let mut out = Vec::new();
         let start = std::ops::Bound::Excluded(group.last_delivered);
         for (id, payload) in self
@@ -785,6 +850,7 @@ impl StreamData {
             group.pending.insert(
                 *id,
                 Pending {
+                    owner: consumer.to_owned(),
                     delivered_at: now,
                     deliveries: 1,
                 },
@@ -802,6 +868,7 @@ impl StreamData {
     fn claim_stale(
         &mut self,
         group: &str,
+        consumer: &str,
         min_idle: Duration,
         count: usize,
         now: Instant,
@@ -809,6 +876,7 @@ impl StreamData {
         let Some(group) = self.groups.get_mut(group) else {
             return Vec::new();
         };
+        group.consumers.insert(consumer.to_owned(), now);
         let mut out = Vec::new();
         let mut gone = Vec::new();
         for (id, pending) in group.pending.iter_mut() {
@@ -823,6 +891,7 @@ impl StreamData {
                 gone.push(*id);
                 continue;
             };
+            consumer.clone_into(&mut pending.owner);
             pending.delivered_at = now;
             pending.deliveries += 1;
             out.push(StreamEntry {
@@ -835,5 +904,96 @@ impl StreamData {
             group.pending.remove(&id);
         }
         out
+    }
+
+    fn alive(&self, group: &str, consumer: &str, now: Instant) -> bool {
+        self.heartbeats
+            .get(&(group.to_owned(), consumer.to_owned()))
+            .is_some_and(|expires| *expires > now)
+    }
+
+    fn consumers(&self, group_name: &str, now: Instant) -> Vec<StreamConsumer> {
+        let Some(group) = self.groups.get(group_name) else {
+            return Vec::new();
+        };
+        let mut pending: HashMap<&str, u64> = HashMap::new();
+        for entry in group.pending.values() {
+            *pending.entry(entry.owner.as_str()).or_default() += 1;
+        }
+        group
+            .consumers
+            .iter()
+            .map(|(name, seen)| StreamConsumer {
+                name: name.clone(),
+                pending: pending.get(name.as_str()).copied().unwrap_or(0),
+                idle: now.duration_since(*seen),
+                alive: self.alive(group_name, name, now),
+            })
+            .collect()
+    }
+
+    fn claim_dead(
+        &mut self,
+        group_name: &str,
+        consumer: &str,
+        grace: Duration,
+        count: usize,
+        now: Instant,
+    ) -> DeadConsumerClaim {
+        let mut claim = DeadConsumerClaim::default();
+        let dead: Vec<String> = match self.groups.get(group_name) {
+            Some(group) => group
+                .consumers
+                .iter()
+                .filter(|(name, seen)| {
+                    name.as_str() != consumer
+                        && now.duration_since(**seen) >= grace
+                        && !self.alive(group_name, name, now)
+                })
+                .map(|(name, _)| name.clone())
+                .collect(),
+            None => return claim,
+        };
+        let Some(group) = self.groups.get_mut(group_name) else {
+            return claim;
+        };
+        let count = count.max(1);
+        for name in dead {
+            if claim.entries.len() >= count {
+                break;
+            }
+            let held: Vec<StreamId> = group
+                .pending
+                .iter()
+                .filter(|(_, pending)| pending.owner == name)
+                .map(|(id, _)| *id)
+                .take(count - claim.entries.len())
+                .collect();
+            if held.is_empty() {
+                group.consumers.remove(&name);
+                claim.removed.push(name);
+                continue;
+            }
+            group.consumers.insert(consumer.to_owned(), now);
+            for id in held {
+                let Some(payload) = self.entries.get(&id) else {
+                    // Trimmed away: dropped from the pending list, as XCLAIM does.
+                    group.pending.remove(&id);
+                    continue;
+                };
+                if let Some(pending) = group.pending.get_mut(&id) {
+                    consumer.clone_into(&mut pending.owner);
+                    pending.delivered_at = now;
+                    pending.deliveries += 1;
+                    claim.entries.push(StreamEntry {
+                        id: id.to_string(),
+                        payload: payload.clone(),
+                        deliveries: pending.deliveries,
+                    });
+                }
+            }
+            claim.claimed_from.push(name);
+        }
+        claim
     }
 }

@@ -203,6 +203,31 @@ pub struct StreamEntry {
     pub deliveries: u64,
 }
 
+/// One consumer of a stream's consumer group, as [`crate::Broker::stream_consumers`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConsumer {
+    /// The consumer's name.
+    pub name: String,
+    /// Entries delivered to it and not acknowledged yet.
+    pub pending: u64,
+    /// Time since it last read from the group or claimed entries.
+    pub idle: Duration,
+    /// Whether its liveness mark ([`crate::Broker::stream_consumer_heartbeat`]) is live.
+    pub alive: bool,
+}
+
+/// What [`crate::Broker::stream_claim_dead`] did.
+#[derive(Debug, Clone, Default)]
+pub struct DeadConsumerClaim {
+    /// The entries taken over, oldest first per dead consumer; their `deliveries` count
+    /// includes this delivery.
+    pub entries: Vec<StreamEntry>,
+    /// The dead consumers the entries were taken from.
+    pub claimed_from: Vec<String>,
+    /// Dead consumers with nothing pending, removed from the group.
+    pub removed: Vec<String>,
+}
+
 /// What a [`crate::Subscriber`] receives.
 #[derive(Debug, Clone)]
 pub enum BrokerEvent {

@@ -69,6 +69,11 @@ conformance!(
     a_consumer_group_delivers_each_entry_to_one_consumer,
     a_consumer_group_redelivers_unacked_entries_to_another_consumer_after_the_idle_timeout,
     a_read_creates_a_missing_group,
+    the_entries_of_a_consumer_whose_liveness_mark_is_gone_are_claimed_at_once,
+    a_consumer_without_a_mark_is_not_dead_before_the_grace,
+    a_consumer_that_left_is_claimed_from_after_the_grace,
+    each_entry_of_a_dead_consumer_goes_to_one_of_two_racing_claimers,
+    consumers_of_a_missing_group_are_none,
     a_blocking_read_waits_for_an_append,
     a_blocking_read_returns_nothing_when_nothing_arrives,
     key_value_entries_are_stored_expire_and_are_deleted,
@@ -887,6 +892,257 @@ async fn a_consumer_group_redelivers_unacked_entries_to_another_consumer_after_t
         .await
         .unwrap();
     assert!(after_ack.is_empty());
+}
+
+/// Appends `n` entries to `stream`; returns their ids.
+async fn append_entries(h: &Harness, stream: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            h.broker
+                .stream_append(stream, &format!("e{i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    ids
+}
+
+/// `name`'s line in the consumers of `group`, if it is in the group.
+async fn consumer_of(
+    h: &Harness,
+    stream: &str,
+    group: &str,
+    name: &str,
+) -> Option<herald_broker::StreamConsumer> {
+    h.broker
+        .stream_consumers(stream, group)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|consumer| consumer.name == name)
+}
+
+async fn the_entries_of_a_consumer_whose_liveness_mark_is_gone_are_claimed_at_once(h: &Harness) {
+    let (stream, group) = ("events:tasks", "notifier");
+    h.broker.stream_ensure_group(stream, group).await.unwrap();
+    let ids = append_entries(h, stream, 4).await;
+    let zero = Duration::ZERO;
+    h.broker
+        .stream_consumer_heartbeat(stream, group, "lives", Duration::from_secs(60))
+        .await
+        .unwrap();
+    h.broker
+        .stream_consumer_heartbeat(stream, group, "dies", Duration::from_millis(150))
+        .await
+        .unwrap();
+    let slow = h
+        .broker
+        .stream_read_group(stream, group, "lives", 1, zero)
+        .await
+        .unwrap();
+    let held = h
+        .broker
+        .stream_read_group(stream, group, "dies", 3, zero)
+        .await
+        .unwrap();
+    assert_eq!(slow.len() + held.len(), 4);
+    let grace = Duration::from_millis(100);
+
+    let early = h
+        .broker
+        .stream_claim_dead(stream, group, "takes-over", grace, 10)
+        .await
+        .unwrap();
+    assert!(early.entries.is_empty(), "both marks are live");
+    assert!(early.removed.is_empty());
+    let dies = consumer_of(h, stream, group, "dies").await.unwrap();
+    assert_eq!((dies.pending, dies.alive), (3, true));
+
+    // The short mark expires; both consumers have been silent longer than the grace.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dies = consumer_of(h, stream, group, "dies").await.unwrap();
+    assert!(!dies.alive);
+    assert!(dies.idle >= grace);
+    let first = h
+        .broker
+        .stream_claim_dead(stream, group, "takes-over", grace, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .entries
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect::<Vec<_>>(),
+        [ids[1].as_str(), ids[2].as_str()],
+        "at most `count`, oldest first; pending for only a moment"
+    );
+    assert_eq!(first.entries[0].payload, "e1");
+    assert!(first.entries.iter().all(|e| e.deliveries == 2));
+    assert_eq!(first.claimed_from, ["dies"]);
+    let rest = h
+        .broker
+        .stream_claim_dead(stream, group, "takes-over", grace, 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.entries[0].id, ids[3]);
+
+    // The live consumer keeps its entry, however long it has been silent.
+    let lives = consumer_of(h, stream, group, "lives").await.unwrap();
+    assert_eq!((lives.pending, lives.alive), (1, true));
+    assert!(lives.idle >= grace);
+    assert_eq!(
+        consumer_of(h, stream, group, "takes-over")
+            .await
+            .unwrap()
+            .pending,
+        3
+    );
+
+    // Holding nothing now, the dead consumer leaves the group.
+    let last = h
+        .broker
+        .stream_claim_dead(stream, group, "takes-over", grace, 10)
+        .await
+        .unwrap();
+    assert!(last.entries.is_empty());
+    assert_eq!(last.removed, ["dies"]);
+    assert!(consumer_of(h, stream, group, "dies").await.is_none());
+    assert!(consumer_of(h, stream, group, "lives").await.is_some());
+    // What was claimed is acknowledged like any entry.
+    let claimed: Vec<String> = first
+        .entries
+        .iter()
+        .chain(&rest.entries)
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(
+        h.broker.stream_ack(stream, group, &claimed).await.unwrap(),
+        3
+    );
+}
+
+async fn a_consumer_without_a_mark_is_not_dead_before_the_grace(h: &Harness) {
+    let (stream, group) = ("events:tasks", "notifier");
+    h.broker.stream_ensure_group(stream, group).await.unwrap();
+    append_entries(h, stream, 1).await;
+    // Just started (or running without liveness): no mark yet.
+    h.broker
+        .stream_read_group(stream, group, "fresh", 10, Duration::ZERO)
+        .await
+        .unwrap();
+
+    let claim = h
+        .broker
+        .stream_claim_dead(stream, group, "other", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+
+    assert!(claim.entries.is_empty());
+    assert!(claim.removed.is_empty());
+    let fresh = consumer_of(h, stream, group, "fresh").await.unwrap();
+    assert_eq!((fresh.pending, fresh.alive), (1, false));
+}
+
+async fn a_consumer_that_left_is_claimed_from_after_the_grace(h: &Harness) {
+    let (stream, group) = ("events:tasks", "notifier");
+    h.broker.stream_ensure_group(stream, group).await.unwrap();
+    let ids = append_entries(h, stream, 1).await;
+    h.broker
+        .stream_consumer_heartbeat(stream, group, "stops", Duration::from_secs(60))
+        .await
+        .unwrap();
+    h.broker
+        .stream_read_group(stream, group, "stops", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    h.broker
+        .stream_consumer_leave(stream, group, "stops")
+        .await
+        .unwrap();
+    assert!(!consumer_of(h, stream, group, "stops").await.unwrap().alive);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let claim = h
+        .broker
+        .stream_claim_dead(stream, group, "stays", Duration::from_millis(100), 10)
+        .await
+        .unwrap();
+
+    assert_eq!(claim.entries.len(), 1);
+    assert_eq!(claim.entries[0].id, ids[0]);
+}
+
+async fn each_entry_of_a_dead_consumer_goes_to_one_of_two_racing_claimers(h: &Harness) {
+    let (stream, group) = ("events:tasks", "notifier");
+    h.broker.stream_ensure_group(stream, group).await.unwrap();
+    let ids = append_entries(h, stream, 60).await;
+    let held = h
+        .broker
+        .stream_read_group(stream, group, "dies", 100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 60);
+    let grace = Duration::from_millis(100);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let claimers = ["left", "right"].map(|name| {
+        let broker = h.another_broker();
+        tokio::spawn(async move {
+            // Alive, so that neither takes the other for dead.
+            broker
+                .stream_consumer_heartbeat(stream, group, name, Duration::from_secs(60))
+                .await
+                .unwrap();
+            let mut taken = Vec::new();
+            loop {
+                let claim = broker
+                    .stream_claim_dead(stream, group, name, grace, 7)
+                    .await
+                    .unwrap();
+                if claim.entries.is_empty() {
+                    return taken;
+                }
+                taken.extend(claim.entries.into_iter().map(|e| e.id));
+            }
+        })
+    });
+    let mut taken = Vec::new();
+    for claimer in claimers {
+        taken.extend(claimer.await.unwrap());
+    }
+
+    taken.sort();
+    let mut expected = ids;
+    expected.sort();
+    assert_eq!(taken, expected, "every entry claimed, none twice");
+    assert!(consumer_of(h, stream, group, "dies").await.is_none());
+}
+
+async fn consumers_of_a_missing_group_are_none(h: &Harness) {
+    assert!(
+        h.broker
+            .stream_consumers("events:nothing", "g")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    h.broker.stream_append("events:some", "x").await.unwrap();
+    assert!(
+        h.broker
+            .stream_consumers("events:some", "g")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claim = h
+        .broker
+        .stream_claim_dead("events:some", "g", "c", Duration::ZERO, 10)
+        .await
+        .unwrap();
+    assert!(claim.entries.is_empty());
 }
 
 async fn a_read_creates_a_missing_group(h: &Harness) {

@@ -15,6 +15,7 @@
 //! | `<prefix>{<channel>}:presence:exp` | sorted set: client id by expiry (ms) |
 //! | `<prefix>control` | pub/sub channel for node-wide control messages |
 //! | `<prefix><stream>` | a domain-event stream, e.g. `herald:events:tasks` |
+//! | `<prefix><stream>:alive:<group>:<consumer>` | liveness mark of a consumer of the stream's group (expiring) |
 //! | `<prefix>kv:<key>` | key-value entries (signing-key sets) |
 //! | `<prefix>table:{<table>}` | hash: field -> value of a shared table (gateway nodes) |
 //! | `<prefix>table:{<table>}:exp` | sorted set: field by expiry (ms) |
@@ -86,6 +87,10 @@ impl Keys {
 
     pub(crate) fn stream(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    pub(crate) fn consumer_alive(&self, stream: &str, group: &str, consumer: &str) -> String {
+        format!("{}{stream}:alive:{group}:{consumer}", self.prefix)
     }
 
     pub(crate) fn kv(&self, key: &str) -> String {

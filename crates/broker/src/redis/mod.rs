@@ -33,14 +33,14 @@ use tokio::sync::{OnceCell, mpsc};
 
 use crate::error::{BrokerError, BrokerResult};
 use crate::types::{
-    BrokerEvent, DEFAULT_IDLE_EPOCH_TTL, HistoryQuery, HistorySnapshot, PresenceStats,
-    PublishRequest, PublishResult, StreamEntry,
+    BrokerEvent, DEFAULT_IDLE_EPOCH_TTL, DeadConsumerClaim, HistoryQuery, HistorySnapshot,
+    PresenceStats, PublishRequest, PublishResult, StreamConsumer, StreamEntry,
 };
 use crate::util::{millis, new_epoch};
 use keys::Keys;
 use scripts::{
-    HISTORY_SCRIPT, PRESENCE_ADD_SCRIPT, PRESENCE_GET_SCRIPT, PRESENCE_REMOVE_SCRIPT,
-    PUBLISH_SCRIPT,
+    CLAIM_DEAD_SCRIPT, HISTORY_SCRIPT, PRESENCE_ADD_SCRIPT, PRESENCE_GET_SCRIPT,
+    PRESENCE_REMOVE_SCRIPT, PUBLISH_SCRIPT,
 };
 
 /// Default prefix of every key and pub/sub channel (`HERALD_REDIS_PREFIX`).
@@ -644,6 +644,167 @@ impl RedisBroker {
             .collect())
     }
 
+    pub(crate) async fn stream_consumer_heartbeat(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ttl: Duration,
+    ) -> BrokerResult<()> {
+        let key = self.inner.keys.consumer_alive(stream, group, consumer);
+        self.run(|mut conn| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg("1")
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    pub(crate) async fn stream_consumer_leave(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BrokerResult<()> {
+        let key = self.inner.keys.consumer_alive(stream, group, consumer);
+        self.run(|mut conn| async move {
+            redis::cmd("DEL")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    pub(crate) async fn stream_consumers(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> BrokerResult<Vec<StreamConsumer>> {
+        let key = self.inner.keys.stream(stream);
+        let reply: Value = match self
+            .run(|mut conn| async move {
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(key)
+                    .arg(group)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await
+        {
+            Err(BrokerError::Redis(err)) if no_group(&err) => return Ok(Vec::new()),
+            other => other?,
+        };
+        let mut consumers = Vec::new();
+        for info in array(reply)? {
+            let mut consumer = StreamConsumer {
+                name: String::new(),
+                pending: 0,
+                idle: Duration::ZERO,
+                alive: false,
+            };
+            for (field, value) in fields(info)? {
+                match field.as_str() {
+                    "name" => consumer.name = string(value)?,
+                    "pending" => consumer.pending = integer(value)?,
+                    "idle" => consumer.idle = Duration::from_millis(integer(value)?),
+                    _ => {}
+                }
+            }
+            consumers.push(consumer);
+        }
+        if consumers.is_empty() {
+            return Ok(consumers);
+        }
+        let marks: Vec<String> = consumers
+            .iter()
+            .map(|consumer| {
+                self.inner
+                    .keys
+                    .consumer_alive(stream, group, &consumer.name)
+            })
+            .collect();
+        let alive: Vec<Option<String>> =
+            self.run(|mut conn| async move {
+                redis::cmd("MGET").arg(marks).query_async(&mut conn).await
+            })
+            .await?;
+        for (consumer, mark) in consumers.iter_mut().zip(alive) {
+            consumer.alive = mark.is_some();
+        }
+        Ok(consumers)
+    }
+
+    pub(crate) async fn stream_claim_dead(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        grace: Duration,
+        count: usize,
+    ) -> BrokerResult<DeadConsumerClaim> {
+        /// Bound on the entries of one claim (the script passes them to XCLAIM at once).
+        const MAX_CLAIM: usize = 1_000;
+        let key = self.inner.keys.stream(stream);
+        let count = count.clamp(1, MAX_CLAIM);
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        let mut claim = DeadConsumerClaim::default();
+        let dead = self
+            .stream_consumers(stream, group)
+            .await?
+            .into_iter()
+            .filter(|other| other.name != consumer && !other.alive && other.idle >= grace);
+        for dead in dead {
+            let left = count.saturating_sub(claim.entries.len());
+            if left == 0 {
+                break;
+            }
+            let mut invocation = CLAIM_DEAD_SCRIPT.prepare_invoke();
+            invocation
+                .key(&key)
+                .arg(group)
+                .arg(consumer)
+                .arg(&dead.name)
+                .arg(grace_ms)
+                .arg(left);
+            let reply: Value = match self
+                .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+                .await
+            {
+                Err(BrokerError::Redis(err)) if no_group(&err) => return Ok(claim),
+                other => other?,
+            };
+            let [removed, entries] =
+                <[Value; 2]>::try_from(array(reply)?).map_err(|_| malformed("claim reply"))?;
+            if integer(removed)? == 1 {
+                claim.removed.push(dead.name);
+                continue;
+            }
+            let before = claim.entries.len();
+            for entry in array(entries)? {
+                let [id, fields, deliveries] = <[Value; 3]>::try_from(array(entry)?)
+                    .map_err(|_| malformed("claimed entry"))?;
+                if let Some((id, payload)) = parse_stream_entry(Value::Array(vec![id, fields]))? {
+                    claim.entries.push(StreamEntry {
+                        id,
+                        payload,
+                        deliveries: integer(deliveries)?,
+                    });
+                }
+            }
+            if claim.entries.len() > before {
+                claim.claimed_from.push(dead.name);
+            }
+        }
+        Ok(claim)
+    }
+
     /// Delivery counts of entries just claimed by `consumer` (`XPENDING` over their range).
     async fn delivery_counts(
         &self,
@@ -678,6 +839,27 @@ impl RedisBroker {
     ) -> (subscriber::RedisSubscriber, mpsc::Receiver<BrokerEvent>) {
         subscriber::RedisSubscriber::start(self, capacity)
     }
+}
+
+/// The stream or its group does not exist (`XINFO` on a missing key, `NOGROUP`).
+fn no_group(err: &redis::RedisError) -> bool {
+    err.code() == Some("NOGROUP") || err.to_string().contains("no such key")
+}
+
+/// The field-value pairs of a reply: a RESP3 map, or a RESP2 flat array.
+fn fields(value: Value) -> BrokerResult<Vec<(String, Value)>> {
+    if let Value::Map(pairs) = value {
+        return pairs
+            .into_iter()
+            .map(|(field, value)| Ok((string(field)?, value)))
+            .collect();
+    }
+    let mut items = array(value)?.into_iter();
+    let mut pairs = Vec::new();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        pairs.push((string(field)?, value));
+    }
+    Ok(pairs)
 }
 
 fn malformed(what: &str) -> BrokerError {

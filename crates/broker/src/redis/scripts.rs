@@ -1,6 +1,7 @@
 //! The Lua scripts of the Redis broker.
 //!
-//! Each one runs atomically in Redis and touches only keys of one channel (one hash tag).
+//! Each one runs atomically in Redis and touches only keys of one channel (one hash tag),
+//! of one table, or one events stream.
 //! `redis::Script` runs them by SHA and loads them again when Redis answers `NOSCRIPT`
 //! (after a restart), so nothing has to be loaded up front.
 //!
@@ -151,6 +152,56 @@ end
 return redis.call('hgetall', KEYS[1])
 ";
 
+/// Take over what a dead consumer holds, or remove it from the group when it holds
+/// nothing; atomically, so two claimers never take the same entry.
+///
+/// KEYS: the events stream.
+/// ARGV: group, claiming consumer, dead consumer, grace ms, count.
+/// The caller found the dead consumer's liveness mark gone; this checks again that the
+/// consumer is in the group and has been idle for the grace, then either deletes it
+/// (nothing pending) or claims up to `count` of its entries.
+/// Returns `{removed (0/1), {{id, {field, value, ...}, deliveries}, ...}}`.
+const CLAIM_DEAD: &str = r"
+local stream, group, me, dead = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local grace = tonumber(ARGV[4])
+local idle = nil
+for _, info in ipairs(redis.call('xinfo', 'consumers', stream, group)) do
+  local name, seen = nil, nil
+  for i = 1, #info, 2 do
+    if info[i] == 'name' then
+      name = info[i + 1]
+    elseif info[i] == 'idle' then
+      seen = info[i + 1]
+    end
+  end
+  if name == dead then
+    idle = seen
+    break
+  end
+end
+if idle == nil or idle < grace then
+  return {0, {}}
+end
+local held = redis.call('xpending', stream, group, '-', '+', tonumber(ARGV[5]), dead)
+if #held == 0 then
+  redis.call('xgroup', 'delconsumer', stream, group, dead)
+  return {1, {}}
+end
+local ids = {}
+local deliveries = {}
+for i, row in ipairs(held) do
+  ids[i] = row[1]
+  deliveries[row[1]] = row[4]
+end
+local out = {}
+for _, entry in ipairs(redis.call('xclaim', stream, group, me, 0, unpack(ids))) do
+  if entry and entry[2] then
+    out[#out + 1] = {entry[1], entry[2], deliveries[entry[1]] + 1}
+  end
+end
+return {0, out}
+";
+
 /// The publish script.
 pub(crate) static PUBLISH_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{ENSURE_EPOCH}{PUBLISH}")));
@@ -163,6 +214,8 @@ pub(crate) static PRESENCE_ADD_SCRIPT: LazyLock<Script> =
 /// The presence remove script.
 pub(crate) static PRESENCE_REMOVE_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(PRESENCE_REMOVE));
+/// The dead-consumer claim script.
+pub(crate) static CLAIM_DEAD_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_DEAD));
 /// The presence read script.
 pub(crate) static PRESENCE_GET_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(PRESENCE_GET));
