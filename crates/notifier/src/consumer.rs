@@ -4,9 +4,16 @@
 //! Delivery is at least once, and publication exactly once per event and channel:
 //! - an event is acknowledged only after all its publications were accepted, so a
 //!   consumer that dies in between leaves it pending;
+//! - every consumer keeps a liveness mark in the broker, refreshed every
+//!   `heartbeat_interval` beside the loop (so a consumer busy with a slow publish stays
+//!   alive) and living `heartbeat_ttl`;
 //! - every [`ConsumerSettings::claim_interval`](crate::settings::ConsumerSettings) the loop
-//!   takes over events pending for longer than `claim_min_idle` (their consumer is dead, or
-//!   failed them) and handles them again;
+//!   takes over the events of dead consumers (mark gone, silent in the group for
+//!   `heartbeat_ttl`) however briefly they were pending, and removes dead consumers that
+//!   hold nothing from the group; then events pending for longer than `claim_min_idle`
+//!   whoever holds them (a consumer that failed them, or runs without liveness); it handles
+//!   them again. A live consumer that is merely slow keeps its events until
+//!   `claim_min_idle`;
 //! - the event id is each publication's idempotency key, so handling an event again
 //!   publishes nothing new.
 //!
@@ -21,7 +28,8 @@
 //! event's in the publication's tags.
 //!
 //! Shutdown: the loop finishes the event in hand (publications and acknowledgement), then
-//! returns; events read but not started stay pending for another replica to claim.
+//! returns and the liveness mark is dropped; events read but not started stay pending, and
+//! another replica claims them once this consumer has been silent for `heartbeat_ttl`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,8 +98,77 @@ impl Backoff {
     }
 }
 
-/// Runs the consumer until `shutdown`.
+/// Runs the consumer until `shutdown`: the loop and, with liveness on, the refresh of this
+/// consumer's liveness mark beside it.
 pub(crate) async fn run(notifier: Consumer, shutdown: CancellationToken) {
+    let Some((interval, ttl)) = notifier.settings.notifier.liveness() else {
+        consume(&notifier, &shutdown).await;
+        return;
+    };
+    // Both run in this task, so the mark is refreshed while the loop waits on a slow
+    // publish; it outlives the loop (which finishes the event in hand on shutdown) and is
+    // dropped after it.
+    let consumed = CancellationToken::new();
+    tokio::join!(
+        async {
+            consume(&notifier, &shutdown).await;
+            consumed.cancel();
+        },
+        heartbeat(&notifier, interval, ttl, &consumed),
+    );
+}
+
+/// Refreshes this consumer's liveness mark every `interval` (lifetime `ttl`) until `stop`,
+/// then drops it, so the events this consumer read but did not start are taken over by
+/// another replica within seconds.
+async fn heartbeat(
+    notifier: &Consumer,
+    interval: Duration,
+    ttl: Duration,
+    stop: &CancellationToken,
+) {
+    let group = notifier.settings.notifier.group.as_str();
+    let consumer: &str = &notifier.name;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let beat =
+            notifier
+                .broker
+                .stream_consumer_heartbeat(TASK_EVENTS_STREAM, group, consumer, ttl);
+        let result = tokio::select! {
+            () = stop.cancelled() => break,
+            result = beat => result,
+        };
+        if let Err(err) = result {
+            record_broker_error("heartbeat", &err);
+        }
+    }
+    if let Err(err) = notifier
+        .broker
+        .stream_consumer_leave(TASK_EVENTS_STREAM, group, consumer)
+        .await
+    {
+        record_broker_error("heartbeat", &err);
+    }
+}
+
+/// What one claim round did.
+enum Round {
+    /// Claimed and handled; `full` when a claim filled its batch (more may be waiting).
+    Done { full: bool },
+    /// A claim failed.
+    Failed,
+    /// Shutdown came.
+    Stopped,
+}
+
+/// The loop: join the group, then read, claim, publish and acknowledge until `shutdown`.
+async fn consume(notifier: &Consumer, shutdown: &CancellationToken) {
     let settings = &notifier.settings.notifier;
     let broker = &notifier.broker;
     let group = settings.group.as_str();
@@ -109,7 +186,7 @@ pub(crate) async fn run(notifier: Consumer, shutdown: CancellationToken) {
             Ok(()) => break,
             Err(err) => {
                 tracing::warn!(error = %err, "creating the consumer group failed; retrying");
-                if !backoff.wait(&shutdown).await {
+                if !backoff.wait(shutdown).await {
                     return;
                 }
             }
@@ -120,45 +197,23 @@ pub(crate) async fn run(notifier: Consumer, shutdown: CancellationToken) {
     let mut next_claim = Instant::now();
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_claim {
-            match broker
-                .stream_claim_stale(
-                    TASK_EVENTS_STREAM,
-                    group,
-                    consumer,
-                    settings.claim_min_idle,
-                    batch,
-                )
-                .await
-            {
-                Ok(entries) => {
-                    let full = entries.len() >= batch;
-                    if !entries.is_empty() {
-                        tracing::info!(
-                            count = entries.len(),
-                            "claimed events left pending by another consumer"
-                        );
-                        metrics::counter!("herald_notifier_reclaimed_total")
-                            .increment(entries.len() as u64);
-                    }
-                    if handle_all(&notifier, entries, &shutdown).await == Outcome::Stopped {
-                        return;
-                    }
+            match claim_round(notifier, shutdown).await {
+                Round::Done { full } => {
                     backoff.reset();
                     // A full batch may mean more are waiting: claim again right away.
                     if !full {
                         next_claim = Instant::now() + settings.claim_interval;
                     }
-                    continue;
                 }
-                Err(err) => {
-                    record_broker_error("claim", &err);
+                Round::Failed => {
                     next_claim = Instant::now() + settings.claim_interval;
-                    if !backoff.wait(&shutdown).await {
+                    if !backoff.wait(shutdown).await {
                         return;
                     }
-                    continue;
                 }
+                Round::Stopped => return,
             }
+            continue;
         }
         let read = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -167,16 +222,88 @@ pub(crate) async fn run(notifier: Consumer, shutdown: CancellationToken) {
         match read {
             Ok(entries) => {
                 backoff.reset();
-                if handle_all(&notifier, entries, &shutdown).await == Outcome::Stopped {
+                if handle_all(notifier, entries, shutdown).await == Outcome::Stopped {
                     return;
                 }
             }
             Err(err) => {
                 record_broker_error("read", &err);
-                if !backoff.wait(&shutdown).await {
+                if !backoff.wait(shutdown).await {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Takes over and handles what dead consumers hold (with liveness on), then what has been
+/// pending longer than `claim_min_idle`, whoever holds it.
+async fn claim_round(notifier: &Consumer, shutdown: &CancellationToken) -> Round {
+    let settings = &notifier.settings.notifier;
+    let broker = &notifier.broker;
+    let group = settings.group.as_str();
+    let consumer: &str = &notifier.name;
+    let batch = settings.batch_size.max(1);
+    let mut full = false;
+    if let Some((_, ttl)) = settings.liveness() {
+        match broker
+            .stream_claim_dead(TASK_EVENTS_STREAM, group, consumer, ttl, batch)
+            .await
+        {
+            Ok(claim) => {
+                for dead in &claim.removed {
+                    tracing::info!(dead = %dead, "removed a dead consumer holding nothing from the group");
+                }
+                metrics::counter!("herald_notifier_dead_consumers_removed_total")
+                    .increment(claim.removed.len() as u64);
+                if !claim.entries.is_empty() {
+                    tracing::warn!(
+                        count = claim.entries.len(),
+                        from = ?claim.claimed_from,
+                        "claimed events a dead consumer left pending"
+                    );
+                    metrics::counter!("herald_notifier_claimed_from_dead_total")
+                        .increment(claim.entries.len() as u64);
+                }
+                full = claim.entries.len() >= batch;
+                if handle_all(notifier, claim.entries, shutdown).await == Outcome::Stopped {
+                    return Round::Stopped;
+                }
+            }
+            Err(err) => {
+                record_broker_error("claim", &err);
+                return Round::Failed;
+            }
+        }
+    }
+    match broker
+        .stream_claim_stale(
+            TASK_EVENTS_STREAM,
+            group,
+            consumer,
+            settings.claim_min_idle,
+            batch,
+        )
+        .await
+    {
+        Ok(entries) => {
+            full |= entries.len() >= batch;
+            if !entries.is_empty() {
+                tracing::info!(
+                    count = entries.len(),
+                    "claimed events left pending by another consumer"
+                );
+                metrics::counter!("herald_notifier_reclaimed_total")
+                    .increment(entries.len() as u64);
+            }
+            if handle_all(notifier, entries, shutdown).await == Outcome::Stopped {
+                return Round::Stopped;
+            }
+            Round::Done { full }
+        }
+        Err(err) => {
+            record_broker_error("claim", &err);
+            Round::Failed
         }
     }
 }

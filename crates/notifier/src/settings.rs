@@ -9,8 +9,10 @@
 //! | `HERALD_NOTIFIER__CONSUMER` | this replica's consumer name, unique per running process | `<HOSTNAME>-<pid>-<random>` |
 //! | `HERALD_NOTIFIER__BATCH_SIZE` | events read per call | 16 |
 //! | `HERALD_NOTIFIER__BLOCK` | longest wait of one read for new events, seconds | 2 |
-//! | `HERALD_NOTIFIER__CLAIM_INTERVAL` | seconds between looks for events a dead consumer left pending | 5 |
-//! | `HERALD_NOTIFIER__CLAIM_MIN_IDLE` | seconds an event must have been pending before another consumer takes it over | 30 |
+//! | `HERALD_NOTIFIER__CLAIM_INTERVAL` | seconds between looks for events a dead consumer left pending | 1 |
+//! | `HERALD_NOTIFIER__CLAIM_MIN_IDLE` | seconds an event must have been pending before another consumer takes it over, whoever holds it | 30 |
+//! | `HERALD_NOTIFIER__HEARTBEAT_INTERVAL` | seconds between refreshes of this consumer's liveness mark; 0 turns liveness off | 1 |
+//! | `HERALD_NOTIFIER__HEARTBEAT_TTL` | seconds a liveness mark lives: a consumer without one, silent that long, is dead and its events are taken over at once | 3 |
 //! | `HERALD_NOTIFIER__MAX_DELIVERIES` | deliveries after which an event that keeps failing is logged and dropped | 10 |
 //! | `HERALD_NOTIFIER__IDEMPOTENCY_WINDOW` | seconds a publication's idempotency key (the event id) is remembered | 86400 |
 //! | `HERALD_NOTIFIER__RETRY_MAX_DELAY` | longest pause between attempts while Redis fails, seconds | 2 |
@@ -75,14 +77,28 @@ pub struct ConsumerSettings {
     /// Longest wait of one read for new events.
     #[serde(with = "seconds")]
     pub block: Duration,
-    /// Pause between looks for stale pending events.
+    /// Pause between looks for events left pending by dead consumers (liveness) and for
+    /// stale ones (`claim_min_idle`).
     #[serde(with = "seconds")]
     pub claim_interval: Duration,
     /// How long an event must have been pending, unacknowledged, before another consumer
-    /// takes it over. Longer than handling one event ever takes, so live consumers keep
-    /// theirs.
+    /// takes it over whoever holds it. Longer than handling one event ever takes, so live
+    /// consumers keep theirs. Events of a dead consumer are taken over sooner, through
+    /// liveness (`heartbeat_interval`, `heartbeat_ttl`).
     #[serde(with = "seconds")]
     pub claim_min_idle: Duration,
+    /// Pause between two refreshes of this consumer's liveness mark. Zero turns liveness
+    /// off (no mark, no look for dead consumers): then only `claim_min_idle` takes events
+    /// over. Turn it off on every replica or none, since a replica without a mark counts as
+    /// dead to the others once it is silent for `heartbeat_ttl`.
+    #[serde(with = "seconds")]
+    pub heartbeat_interval: Duration,
+    /// How long a liveness mark lives. A consumer whose mark is gone and that has not
+    /// read from the group for this long is dead: another consumer takes its pending events
+    /// at once and removes it from the group once it holds none. At least twice
+    /// `heartbeat_interval` (a shorter value is raised to that).
+    #[serde(with = "seconds")]
+    pub heartbeat_ttl: Duration,
     /// Deliveries after which an event that keeps failing is dropped (logged, counted).
     pub max_deliveries: u64,
     /// How long a publication's idempotency key is remembered: a redelivered event within
@@ -104,13 +120,29 @@ impl Default for ConsumerSettings {
             consumer: None,
             batch_size: 16,
             block: Duration::from_secs(2),
-            claim_interval: Duration::from_secs(5),
+            claim_interval: Duration::from_secs(1),
             claim_min_idle: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_ttl: Duration::from_secs(3),
             max_deliveries: 10,
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             retry_max_delay: Duration::from_secs(2),
             notify_self_assignment: true,
         }
+    }
+}
+
+impl ConsumerSettings {
+    /// The liveness mark's refresh pause and lifetime, `None` when liveness is off. The
+    /// lifetime is at least twice the pause, so one late refresh does not look like death.
+    pub fn liveness(&self) -> Option<(Duration, Duration)> {
+        if self.heartbeat_interval.is_zero() {
+            return None;
+        }
+        Some((
+            self.heartbeat_interval,
+            self.heartbeat_ttl.max(self.heartbeat_interval * 2),
+        ))
     }
 }
 
@@ -169,6 +201,8 @@ impl HistorySettings {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use herald_test_support::changed_paths;
 
     use super::Settings;
@@ -180,6 +214,22 @@ mod tests {
             changed_paths::<Settings>(&[("HERALD_CHANNELS__NOTIFICATIONS__HISTORY_SIZE", "10")]),
             ["channels.notifications.history_size"]
         );
+    }
+
+    #[test]
+    fn liveness_is_off_with_a_zero_interval_and_its_ttl_covers_two_refreshes() {
+        let mut settings = Settings::default().notifier;
+        assert_eq!(
+            settings.liveness(),
+            Some((Duration::from_secs(1), Duration::from_secs(3)))
+        );
+        settings.heartbeat_ttl = Duration::from_secs(1);
+        assert_eq!(
+            settings.liveness(),
+            Some((Duration::from_secs(1), Duration::from_secs(2)))
+        );
+        settings.heartbeat_interval = Duration::ZERO;
+        assert_eq!(settings.liveness(), None);
     }
 
     #[test]

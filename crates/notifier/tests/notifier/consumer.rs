@@ -8,6 +8,8 @@ use herald_broker::Broker;
 use herald_common::channel::ChannelName;
 use herald_common::events::{TASK_EVENTS_STREAM, TaskEventKind};
 
+use herald_notifier::Settings;
+
 use crate::helpers::{
     EVENTUALLY, PrefixGuard, RunningNotifier, actor, append, distinct_event_ids, event, eventually,
     history, notifier_settings, pending, random_prefix, redis_broker, test_redis_url,
@@ -270,6 +272,92 @@ async fn events_a_dead_consumer_left_pending_are_reclaimed_and_published_once() 
     })
     .await;
     assert!(acked.is_some(), "the reclaimed events are acknowledged");
+}
+
+#[tokio::test]
+async fn a_live_consumer_keeps_its_slow_events_while_a_dead_ones_are_taken_at_once() {
+    let url = test_redis_url();
+    let prefix = random_prefix();
+    let _guard = PrefixGuard {
+        url: url.clone(),
+        prefix: prefix.clone(),
+    };
+    let broker = redis_broker(&url, &prefix);
+    let alice = actor("alice");
+    let group = "notifier";
+    broker
+        .stream_ensure_group(TASK_EVENTS_STREAM, group)
+        .await
+        .unwrap();
+    // "busy" is alive (its mark is fresh) but slow with two events; then "ghost", without
+    // a mark, takes three and is gone. "busy" reads first, so whenever "ghost" has been
+    // silent long enough to be dead, "busy" has been silent at least as long.
+    for n in 0..2 {
+        append(
+            &broker,
+            &event(TaskEventKind::Created, &format!("slow {n}"), &alice, None),
+        )
+        .await;
+    }
+    broker
+        .stream_consumer_heartbeat(TASK_EVENTS_STREAM, group, "busy", Duration::from_secs(120))
+        .await
+        .unwrap();
+    let slow = broker
+        .stream_read_group(TASK_EVENTS_STREAM, group, "busy", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(slow.len(), 2);
+    for n in 0..3 {
+        append(
+            &broker,
+            &event(TaskEventKind::Created, &format!("orphan {n}"), &alice, None),
+        )
+        .await;
+    }
+    let orphans = broker
+        .stream_read_group(TASK_EVENTS_STREAM, group, "ghost", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(orphans.len(), 3);
+
+    let mut settings = notifier_settings(Some(&url), &prefix);
+    settings.notifier.claim_min_idle = Settings::default().notifier.claim_min_idle;
+    settings.notifier.heartbeat_interval = Duration::from_millis(200);
+    settings.notifier.heartbeat_ttl = Duration::from_millis(500);
+    let notifier = RunningNotifier::start(&settings, redis_broker(&url, &prefix));
+
+    let board = wait_for_history(&broker, &ChannelName::tasks(), 3).await;
+    let texts: Vec<&str> = board.iter().map(|p| p.notification.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "New task created: orphan 0",
+            "New task created: orphan 1",
+            "New task created: orphan 2"
+        ]
+    );
+    let ghost_gone = eventually(EVENTUALLY, || async {
+        let consumers = broker
+            .stream_consumers(TASK_EVENTS_STREAM, group)
+            .await
+            .ok()?;
+        (!consumers.iter().any(|consumer| consumer.name == "ghost")).then_some(consumers)
+    })
+    .await
+    .expect("the dead consumer leaves the group once it holds nothing");
+    let busy = ghost_gone
+        .iter()
+        .find(|consumer| consumer.name == "busy")
+        .expect("the live consumer stays");
+    assert_eq!(busy.pending, 2, "the live consumer keeps its events");
+    assert!(busy.idle >= settings.notifier.heartbeat_ttl);
+    let me = ghost_gone
+        .iter()
+        .find(|consumer| consumer.name == notifier.notifier.consumer())
+        .expect("the notifier is in the group");
+    assert!(me.alive, "the notifier keeps its own mark");
+    assert_eq!(history(&broker, &ChannelName::tasks()).await.len(), 3);
 }
 
 #[tokio::test]

@@ -91,7 +91,14 @@ pub struct NotifierProcess {
 impl NotifierProcess {
     /// Starts the binary against `redis_url` / `prefix` with the test settings.
     pub fn spawn(redis_url: &str, prefix: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_herald-notifier"))
+        Self::spawn_with(redis_url, prefix, &[])
+    }
+
+    /// Like [`Self::spawn`], with `changes` to the environment: `Some` sets a variable,
+    /// `None` removes one of the test settings (back to the default).
+    pub fn spawn_with(redis_url: &str, prefix: &str, changes: &[(&str, Option<&str>)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald-notifier"));
+        command
             .env("HERALD_LISTEN", "127.0.0.1:0")
             .env("HERALD_REDIS_URL", redis_url)
             .env("HERALD_REDIS_PREFIX", prefix)
@@ -103,10 +110,20 @@ impl NotifierProcess {
             .env("HERALD_CHANNELS__NOTIFICATIONS__HISTORY_SIZE", "2000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start herald-notifier");
+            .stderr(Stdio::null());
+        for (name, value) in changes {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command.spawn().expect("start herald-notifier");
         Self { child }
+    }
+
+    /// SIGSTOP: the process stops running (its sockets stay open) until killed.
+    pub fn pause(&mut self) {
+        self.signal("STOP");
     }
 
     /// SIGKILL: the process dies at once, whatever it was doing.
@@ -117,11 +134,7 @@ impl NotifierProcess {
 
     /// SIGTERM, then waits up to `timeout` for the exit; returns whether it exited cleanly.
     pub async fn terminate(&mut self, timeout: Duration) -> bool {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill is available");
-        assert!(status.success());
+        self.signal("TERM");
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("wait for the notifier") {
@@ -131,6 +144,25 @@ impl NotifierProcess {
         }
         false
     }
+}
+
+impl NotifierProcess {
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill is available");
+        assert!(status.success());
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for NotifierProcess {
