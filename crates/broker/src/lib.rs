@@ -417,7 +417,8 @@ impl Broker {
 /// then); control events wait for room up to 5 s. Memory stays bounded and the Redis
 /// connection keeps being read. [`SubscriberStats::dropped_events`] counts the drops.
 ///
-/// After a Redis reconnect every subscribed channel gets a [`BrokerEvent::GapPossible`].
+/// After a Redis reconnect every subscribed channel gets a [`BrokerEvent::GapPossible`];
+/// [`Subscriber::report_gap`] adds one on a caller's behalf.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     inner: Arc<SubscriberInner>,
@@ -453,6 +454,19 @@ impl Subscriber {
         match &*self.inner {
             SubscriberInner::Redis(subscriber) => subscriber.unsubscribe(channel).await,
             SubscriberInner::Memory(subscriber) => subscriber.unsubscribe(channel),
+        }
+    }
+
+    /// Puts a [`BrokerEvent::GapPossible`] for `channel` into this subscriber's own
+    /// receiver, behind every event already in it: for a caller that found out by other
+    /// means (e.g. comparing positions) that events of the channel were lost, so that the
+    /// receiver stays the one ordered source of what happened. When the receiver is full
+    /// the gap is owed like one the broker found itself: delivered as soon as there is room,
+    /// and the channel's events are dropped until then.
+    pub fn report_gap(&self, channel: &ChannelName) {
+        match &*self.inner {
+            SubscriberInner::Redis(subscriber) => subscriber.report_gap(channel),
+            SubscriberInner::Memory(subscriber) => subscriber.report_gap(channel),
         }
     }
 

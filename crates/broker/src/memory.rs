@@ -733,6 +733,11 @@ impl MemorySubscriber {
         }
     }
 
+    pub(crate) fn report_gap(&self, channel: &ChannelName) {
+        // A closed receiver means the subscriber is stopping: nothing to report to.
+        let _ = self.node.delivery.gap(channel);
+    }
+
     pub(crate) fn stats(&self) -> SubscriberStats {
         SubscriberStats {
             channels: lock(&self.node.channels).len(),

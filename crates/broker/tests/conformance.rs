@@ -14,7 +14,9 @@ use common::{
     Harness, channel, client_info, json, keep, next_event, next_publication, number_of, numbered,
 };
 use herald_broker::{BrokerError, BrokerEvent, HistoryPolicy, HistoryQuery, PublishRequest};
+use herald_common::channel::ChannelName;
 use herald_common::protocol::StreamPosition;
+use tokio::sync::mpsc;
 
 /// Generates `memory::<test>` and `redis::<test>` for each test function.
 macro_rules! conformance {
@@ -66,6 +68,8 @@ conformance!(
     join_and_leave_reach_subscribers_of_the_channel,
     control_messages_reach_every_node,
     a_full_receiver_drops_events_and_reports_a_gap,
+    a_reported_gap_arrives_in_the_receiver_in_order_with_the_channel_events,
+    a_gap_reported_while_the_receiver_is_full_is_owed_and_drops_the_channel_until_delivered,
     a_consumer_group_delivers_each_entry_to_one_consumer,
     a_consumer_group_redelivers_unacked_entries_to_another_consumer_after_the_idle_timeout,
     a_read_creates_a_missing_group,
@@ -769,6 +773,73 @@ async fn a_full_receiver_drops_events_and_reports_a_gap(h: &Harness) {
     h.broker.publish(&ch, numbered(7, keep(100))).await.unwrap();
     let (_, next, _) = next_publication(&mut events).await;
     assert_eq!(next.offset, 7);
+}
+
+/// Waits until `events` holds `count` events (Redis delivers asynchronously).
+async fn wait_until_queued(events: &mpsc::Receiver<BrokerEvent>, count: usize) {
+    let deadline = tokio::time::Instant::now() + common::EVENT_TIMEOUT;
+    while events.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events did not reach the receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn expect_gap(event: BrokerEvent, ch: &ChannelName) {
+    match event {
+        BrokerEvent::GapPossible { channel: got } => assert_eq!(&got, ch),
+        other => panic!("expected a gap, got {other:?}"),
+    }
+}
+
+async fn a_reported_gap_arrives_in_the_receiver_in_order_with_the_channel_events(h: &Harness) {
+    let ch = channel("chat:reported");
+    let (subscriber, mut events) = h.broker.subscriber(8);
+    subscriber.subscribe(&ch).await.unwrap();
+    for n in 1..=2 {
+        h.broker.publish(&ch, numbered(n, keep(100))).await.unwrap();
+    }
+    wait_until_queued(&events, 2).await;
+    subscriber.report_gap(&ch);
+    h.broker.publish(&ch, numbered(3, keep(100))).await.unwrap();
+    // Behind what was already received, ahead of what came after the report.
+    assert_eq!(next_publication(&mut events).await.1.offset, 1);
+    assert_eq!(next_publication(&mut events).await.1.offset, 2);
+    expect_gap(next_event(&mut events).await, &ch);
+    assert_eq!(next_publication(&mut events).await.1.offset, 3);
+    assert_eq!(subscriber.stats().dropped_events, 0);
+}
+
+async fn a_gap_reported_while_the_receiver_is_full_is_owed_and_drops_the_channel_until_delivered(
+    h: &Harness,
+) {
+    let ch = channel("chat:reported-full");
+    let (subscriber, mut events) = h.broker.subscriber(2);
+    subscriber.subscribe(&ch).await.unwrap();
+    for n in 1..=2 {
+        h.broker.publish(&ch, numbered(n, keep(100))).await.unwrap();
+    }
+    wait_until_queued(&events, 2).await;
+    subscriber.report_gap(&ch);
+    // No room: the gap is owed, and the channel's next event is dropped, not queued ahead
+    // of it.
+    h.broker.publish(&ch, numbered(3, keep(100))).await.unwrap();
+    let deadline = tokio::time::Instant::now() + common::EVENT_TIMEOUT;
+    while subscriber.stats().dropped_events < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event was not dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(next_publication(&mut events).await.1.offset, 1);
+    assert_eq!(next_publication(&mut events).await.1.offset, 2);
+    // Delivered once there is room, though nothing else arrives.
+    expect_gap(next_event(&mut events).await, &ch);
+    h.broker.publish(&ch, numbered(4, keep(100))).await.unwrap();
+    assert_eq!(next_publication(&mut events).await.1.offset, 4);
 }
 
 async fn a_consumer_group_delivers_each_entry_to_one_consumer(h: &Harness) {

@@ -132,11 +132,11 @@ impl Gateway {
         );
         match events {
             Some(events) => {
-                tracker.spawn(dispatcher.clone().run(events, shutdown.clone()));
+                tracker.spawn(dispatcher.run(events, shutdown.clone()));
                 tracker.spawn(fanout::position::run(
                     Arc::clone(&self.shared.hub),
                     self.shared.broker.clone(),
-                    dispatcher,
+                    self.shared.subscriber.clone(),
                     self.shared.settings.position_check_interval,
                     shutdown.clone(),
                 ));

@@ -246,6 +246,11 @@ impl RedisSubscriber {
         }
     }
 
+    pub(crate) fn report_gap(&self, channel: &ChannelName) {
+        // A closed receiver means the subscriber is stopping: nothing to report to.
+        let _ = self.shared.delivery.gap(channel);
+    }
+
     pub(crate) fn stats(&self) -> SubscriberStats {
         let shared = &self.shared;
         SubscriberStats {

@@ -74,16 +74,16 @@ impl Client {
             subscription::abandon(&self.shared, &self.target, &channel, &slot).await;
             return Err(ErrorCode::UnrecoverablePosition.into());
         }
-        let top = start.position.offset;
+        let position = start.position;
         let positioned = history && (request.positioned || request.recoverable);
         if positioned {
-            slot.set_positioned(&start.position.epoch, top);
+            slot.set_positioned();
         }
         let result = SubscribeResult {
             recoverable: history,
             positioned,
-            epoch: start.position.epoch,
-            offset: top,
+            epoch: position.epoch.clone(),
+            offset: position.offset,
             recovered: recovering && start.recovered,
             was_recovering: recovering,
             publications: if start.recovered {
@@ -101,7 +101,9 @@ impl Client {
                 return Err(ErrorCode::Internal.into());
             }
         };
-        match slot.go_live(&self.target, Some(reply), history.then_some(top)) {
+        // The client's position is the reply's: its top offset, which is also the last
+        // publication it recovered; nothing at or below it is delivered live.
+        match slot.go_live(&self.target, Some(reply), history.then_some(&position)) {
             Started::Live => {}
             Started::Gap => {
                 // Something may be missing after the reply: the client resubscribes and recovers.

@@ -7,7 +7,8 @@
 //! - Every connection is subscribed server-side to `notifications#<own user id>`; when the
 //!   connect carries that channel in `subs` with `recover`, the missed publications come
 //!   back in the connect reply's `subs` (all or nothing), and nothing published meanwhile is
-//!   lost or duplicated (the reply goes out through the subscription's slot).
+//!   lost or duplicated (the reply goes out through the subscription's slot, which then
+//!   skips whatever the reply already carried, even when its live message comes later).
 //! - The reply's `expires`/`ttl` come from the token's `exp`; `refresh` with a new token of
 //!   the same user moves the deadline; without it the connection closes with 3005 a grace
 //!   period after the token expired.
@@ -101,15 +102,15 @@ impl Client {
                 return Err(ErrorCode::Internal.into());
             }
         };
-        let top = start.position.offset;
+        let position = start.position;
         if history {
-            slot.set_positioned(&start.position.epoch, top);
+            slot.set_positioned();
         }
         let sub_result = SubscribeResult {
             recoverable: history,
             positioned: history,
-            epoch: start.position.epoch,
-            offset: top,
+            epoch: position.epoch.clone(),
+            offset: position.offset,
             recovered: start.recovered && since.is_some(),
             was_recovering: since.is_some(),
             publications: if start.recovered {
@@ -150,10 +151,12 @@ impl Client {
         self.timers.next_ping = Some(now + self.shared.settings.ping_interval);
         self.timers.next_presence = Some(now + self.presence_refresh_interval());
         self.arm_expiry(ttl);
+        // As for a subscribe: the client has everything up to the reply's position, and
+        // nothing at or below it is delivered live.
         match slot.go_live(
             &self.target,
             Some(ByteString::from(reply)),
-            history.then_some(top),
+            history.then_some(&position),
         ) {
             Started::Live => Ok(()),
             Started::Gap | Started::Ended => Err(Failure::Close(DisconnectCode::InsufficientState)),

@@ -4,7 +4,9 @@
 //! - **Publication**: checked against the channel's last delivered offset, encoded once per
 //!   format that some member needs (protocol push, chat line, notification line) into a
 //!   shared `ByteString`, and pushed into each member's outbox (or its buffer while it
-//!   subscribes). Per delivery that is a reference-count increment and a short lock.
+//!   subscribes) unless that member's client already has it (its subscribe or connect
+//!   reply carried it, see [`super::slot`]). Per delivery that is an offset compare, a
+//!   reference-count increment and a short lock.
 //! - **Gap** (an offset jump, a changed epoch, or the broker's `GapPossible` after a Redis
 //!   reconnect or a full receiver): client-side subscriptions get an unsubscribe push with
 //!   2500 (the SDK resubscribes and recovers), connections holding it server-side (and the
@@ -14,7 +16,13 @@
 //! - **Control** (revocation on logout, server-side disconnects): the affected connections
 //!   of this node are closed with the message's code.
 //!
-//! Everything here is synchronous under a hub read lock; nothing awaits while delivering.
+//! The run loop is the fan-out's only writer: every input (the broker's events, the gaps
+//! the position check reports through [`herald_broker::Subscriber::report_gap`], node-wide
+//! control messages) arrives through the one receiver it consumes, and it handles them one
+//! after another. That, not the hub's read lock (which only keeps a channel's members from
+//! changing during a pass, and admits any number of readers), is what orders the deliveries
+//! of one subscription: nothing delivered after a gap's unsubscribe or close can overtake
+//! it. Each event is handled synchronously; nothing awaits while delivering.
 
 use std::sync::Arc;
 
@@ -54,8 +62,9 @@ fn writes_directly(lone: bool, members: usize) -> bool {
     lone && members <= DIRECT_MAX_MEMBERS
 }
 
-/// Delivers broker events to this node's connections.
-#[derive(Debug, Clone)]
+/// Delivers broker events to this node's connections. Not `Clone`: [`Dispatcher::run`]
+/// consumes it, so it is the only writer of the fan-out.
+#[derive(Debug)]
 pub struct Dispatcher {
     hub: Arc<Hub>,
     registry: Arc<Registry>,
@@ -102,13 +111,6 @@ impl Dispatcher {
             }
             wakes.flush();
         }
-    }
-
-    /// Delivers one event and wakes the writers.
-    pub fn handle(&self, event: BrokerEvent) {
-        let mut wakes = Wakes::default();
-        self.deliver(event, false, &mut wakes);
-        wakes.flush();
     }
 
     /// Delivers one event (`lone`: nothing else was waiting); the writers' wake-ups go into
@@ -160,7 +162,7 @@ impl Dispatcher {
                 if let Some(message) = encoded.get(member.target.format) {
                     member
                         .slot
-                        .deliver(&member.target, publication.offset, message, wakes);
+                        .deliver(&member.target, epoch, publication.offset, message, wakes);
                 }
             }
         });
@@ -207,7 +209,7 @@ impl Dispatcher {
                     Format::NotificationLines => None,
                 };
                 if let Some(message) = message {
-                    member.slot.deliver(&member.target, 0, message, wakes);
+                    member.slot.deliver(&member.target, "", 0, message, wakes);
                 }
             }
         });

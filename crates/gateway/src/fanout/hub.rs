@@ -221,6 +221,8 @@ impl Hub {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+    use herald_common::protocol::StreamPosition;
+
     use super::*;
     use crate::fanout::Format;
     use crate::fanout::slot::SlotKind;
@@ -259,7 +261,14 @@ mod tests {
         assert!(hub.insert(&channel, plain.clone()));
         assert_eq!(hub.positioned_channels(0, 10), (Vec::new(), 0));
         let positioned = member();
-        positioned.slot.set_positioned("e", 3);
+        positioned.slot.set_positioned();
+        let start = StreamPosition {
+            epoch: "e".to_owned(),
+            offset: 3,
+        };
+        positioned
+            .slot
+            .go_live(&positioned.target, None, Some(&start));
         assert!(hub.insert(&channel, positioned.clone()));
         assert_eq!(hub.positioned_channels(0, 10), (vec![channel.clone()], 1));
         assert_eq!(hub.positioned_channels(1, 10), (Vec::new(), 1));

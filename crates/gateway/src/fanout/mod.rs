@@ -11,9 +11,10 @@
 //! - [`slot`]: one subscription's delivery state (buffering while subscribing, then live);
 //! - [`hub`]: channel → members, sharded `std` read-write locks, never held across an await;
 //! - [`dispatch`]: the task that consumes broker events (publications, joins, leaves,
-//!   gaps, control messages);
+//!   gaps, control messages), the fan-out's only writer;
 //! - [`position`]: the periodic check that catches a lost last publication of a channel
-//!   with positioned subscribers.
+//!   with positioned subscribers and reports it as a gap into the broker subscriber's
+//!   receiver, so it reaches the dispatcher in order with everything else.
 //!
 //! No lock is held across an await on the delivery path; every push is non-blocking.
 

@@ -7,8 +7,11 @@
 //! before any delivery, with where the subscriptions started). A publication may be in
 //! flight between Redis and the node, so one look is only a suspicion: the top is
 //! remembered, and when the next check finds the node still short of it (or on another
-//! epoch) the channel goes through the dispatcher's gap path (unsubscribe 2500 for
-//! client-side subscriptions, close 3010 for server-side ones).
+//! epoch) it reports a gap through the node's broker subscriber
+//! ([`Subscriber::report_gap`]): the gap reaches the dispatcher in the same receiver as the
+//! channel's events, in order with them, and goes through its gap path (unsubscribe 2500
+//! for client-side subscriptions, close 3010 for server-side ones). This task never
+//! delivers anything itself.
 //!
 //! The work per tick is bounded: at most [`CHANNELS_PER_TICK`] channels (the others on the
 //! next ticks), [`CONCURRENCY`] broker calls at a time, each with a timeout. A failing
@@ -20,13 +23,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream;
-use herald_broker::{Broker, BrokerEvent};
+use herald_broker::{Broker, Subscriber};
 use herald_common::channel::ChannelName;
 use herald_common::protocol::StreamPosition;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::dispatch::Dispatcher;
 use super::hub::Hub;
 
 /// Most channels checked per tick.
@@ -42,7 +44,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn run(
     hub: Arc<Hub>,
     broker: Broker,
-    dispatcher: Dispatcher,
+    subscriber: Subscriber,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -53,7 +55,7 @@ pub async fn run(
     let mut checker = Checker {
         hub,
         broker,
-        dispatcher,
+        subscriber,
         timeout: CALL_TIMEOUT.min(interval),
         suspects: HashMap::new(),
         cursor: 0,
@@ -76,7 +78,8 @@ pub async fn run(
 struct Checker {
     hub: Arc<Hub>,
     broker: Broker,
-    dispatcher: Dispatcher,
+    /// Where found gaps are reported (the dispatcher's receiver).
+    subscriber: Subscriber,
     timeout: Duration,
     /// Channels found behind at their last check, with the stream top seen then.
     suspects: HashMap<ChannelName, StreamPosition>,
@@ -139,7 +142,7 @@ impl Checker {
                 offset = previous.offset,
                 "position check: a publication never arrived; subscribers recover"
             );
-            self.dispatcher.handle(BrokerEvent::GapPossible { channel });
+            self.subscriber.report_gap(&channel);
             return;
         }
         if behind(&top) {

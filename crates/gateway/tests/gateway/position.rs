@@ -10,10 +10,12 @@ use std::time::Duration;
 use herald_broker::{HistoryPolicy, PublishRequest};
 use herald_common::channel::ChannelName;
 use herald_common::ids::UserId;
+use herald_common::protocol::ClientInfo;
 use serde_json::json;
 use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
 
-use crate::support::{TestGateway, TokenMint, WsClient, redis_url, spawn_gateway_on};
+use crate::support::{TestGateway, TokenMint, WsClient, publish_lost, spawn_gateway_on};
 
 /// The check interval of these tests.
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -35,31 +37,6 @@ fn prefix() -> String {
 fn publication(text: &str) -> PublishRequest {
     let data = RawValue::from_string(json!({ "text": text }).to_string()).unwrap();
     PublishRequest::new(data).with_history(HistoryPolicy::new(300, Duration::from_secs(600)))
-}
-
-/// Appends a publication to `channel`'s history the way the broker's publish does (the
-/// key layout of the Redis broker), but without the pub/sub message: for the gateway it is
-/// lost in transit. Returns its offset.
-async fn publish_lost(prefix: &str, channel: &ChannelName, text: &str) -> u64 {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let tag = format!("{prefix}{{{}}}", channel.as_str());
-    let offset: u64 = redis::cmd("HINCRBY")
-        .arg(format!("{tag}:meta"))
-        .arg("o")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let _: String = redis::cmd("XADD")
-        .arg(format!("{tag}:stream"))
-        .arg(format!("{offset}-0"))
-        .arg("d")
-        .arg(json!({"data": {"text": text}}).to_string())
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    offset
 }
 
 /// Subscribes `client` to `channel` with `positioned` and returns the reply's result.
@@ -111,6 +88,114 @@ async fn a_lost_last_publication_makes_positioned_subscriptions_recover_with_250
     // Caught up: the next checks find nothing more.
     assert!(alice.nothing_within(INTERVAL * 4).await);
     assert_eq!(gw.gateway.stats().gaps, 1);
+}
+
+/// The gap the position check finds reaches the fan-out in order with the channel's events:
+/// while join pushes of the channel stream in, the 2500 is the last thing of the channel the
+/// client gets (no join, no publication after it) until it resubscribes, and then it
+/// recovers everything exactly once.
+#[tokio::test]
+async fn nothing_of_the_channel_follows_the_2500_until_the_client_resubscribes() {
+    let prefix = prefix();
+    let gw = spawn(&prefix, INTERVAL).await;
+    let channel = ChannelName::chat("ordered").unwrap();
+    let (mut alice, _, _) = gw.connected_client("alice").await;
+    let first = alice
+        .call(
+            "subscribe",
+            json!({"channel": "chat:ordered", "positioned": true, "recoverable": true, "join_leave": true}),
+        )
+        .await;
+    let epoch = first["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    let marker = alice
+        .call("subscribe", json!({"channel": "chat:marker"}))
+        .await;
+    assert!(marker.get("error").is_none(), "{marker}");
+    gw.broker
+        .publish(&channel, publication("seen"))
+        .await
+        .unwrap();
+    assert_eq!(alice.next_publication("chat:ordered").await["offset"], 1);
+
+    // Joins of the channel keep coming while the check finds the lost last publication.
+    let stop = CancellationToken::new();
+    let joins = tokio::spawn({
+        let broker = gw.broker.clone();
+        let channel = channel.clone();
+        let stop = stop.clone();
+        async move {
+            let info = ClientInfo {
+                user: "carol".to_owned(),
+                client: "carol-1".to_owned(),
+                conn_info: None,
+                chan_info: None,
+            };
+            let mut sent = 0u64;
+            while !stop.is_cancelled() && sent < 1_000_000 {
+                broker.publish_join(&channel, &info).await.unwrap();
+                sent += 1;
+            }
+            sent
+        }
+    });
+    assert_eq!(publish_lost(&prefix, &channel, "lost").await, 2);
+    loop {
+        let push = tokio::time::timeout(NOTICE_WITHIN, alice.next_push())
+            .await
+            .expect("the lost publication was not noticed");
+        let push = &push["push"];
+        assert_eq!(push["channel"], "chat:ordered", "{push}");
+        if push.get("unsubscribe").is_some() {
+            assert_eq!(push["unsubscribe"]["code"], 2500, "{push}");
+            break;
+        }
+        assert!(push.get("join").is_some(), "{push}");
+    }
+    // A publication after the gap, the end of the joins, then a marker on another channel:
+    // the fan-out handles them in this order, so whatever it sent of chat:ordered comes
+    // before the marker.
+    gw.broker
+        .publish(&channel, publication("after"))
+        .await
+        .unwrap();
+    stop.cancel();
+    assert!(joins.await.unwrap() > 0);
+    gw.broker
+        .publish(&ChannelName::chat("marker").unwrap(), publication("marker"))
+        .await
+        .unwrap();
+    loop {
+        let push = alice.next_push().await;
+        let push = &push["push"];
+        assert_ne!(push["channel"], "chat:ordered", "after the 2500: {push}");
+        if push["channel"] == "chat:marker" && push.get("pub").is_some() {
+            break;
+        }
+    }
+    // The client resubscribes, as the SDK does, and recovers what it missed, once.
+    let again = alice
+        .call(
+            "subscribe",
+            json!({"channel": "chat:ordered", "positioned": true, "recover": true, "epoch": epoch, "offset": 1}),
+        )
+        .await;
+    let result = &again["subscribe"];
+    assert_eq!(result["recovered"], true, "{again}");
+    let texts: Vec<_> = result["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["data"]["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("lost"), json!("after")], "{again}");
+    assert_eq!(result["offset"], 3, "{again}");
+    gw.broker
+        .publish(&channel, publication("live"))
+        .await
+        .unwrap();
+    let live = alice.next_publication("chat:ordered").await;
+    assert_eq!(live["offset"], 4, "{live}");
+    assert_eq!(live["data"]["text"], "live", "{live}");
 }
 
 #[tokio::test]

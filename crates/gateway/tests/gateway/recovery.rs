@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use herald_broker::{HistoryPolicy, PublishRequest};
 use herald_common::channel::ChannelName;
+use herald_common::ids::UserId;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::support::{WsClient, spawn_gateway};
+use crate::support::{
+    TestGateway, TokenMint, WsClient, publish_held, spawn_gateway, spawn_gateway_on,
+};
 
 fn publication(text: &str) -> PublishRequest {
     let data = RawValue::from_string(json!({ "text": text }).to_string()).unwrap();
@@ -174,4 +177,108 @@ async fn a_gap_in_the_personal_channel_closes_the_connection_with_3010() {
         .await
         .unwrap();
     assert_eq!(alice.close_code().await, 3010);
+}
+
+/// A gateway whose position check stays out of the way, on its own prefix.
+async fn spawn_unchecked() -> (TestGateway, String) {
+    let prefix = format!("test:{}:", UserId::new());
+    let gw = spawn_gateway_on(&prefix, TokenMint::new(), |s| {
+        s.position_check_interval = Duration::ZERO;
+    })
+    .await;
+    (gw, prefix)
+}
+
+/// The race of a recovering subscribe: the recovery read sees publication 2 in the stream
+/// before its pub/sub message reaches the node. The reply carries it; when the live message
+/// arrives after the reply, the recovering client does not get it again, while the client
+/// that did not have it does.
+#[tokio::test]
+async fn a_publication_recovered_before_its_live_message_arrives_is_delivered_once() {
+    let (gw, prefix) = spawn_unchecked().await;
+    let channel = ChannelName::chat("late").unwrap();
+    // Alice keeps the node subscribed to the channel throughout.
+    let (mut alice, _, _) = gw.connected_client("alice").await;
+    let first = alice
+        .call("subscribe", json!({"channel": "chat:late"}))
+        .await;
+    let epoch = first["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    gw.broker
+        .publish(&channel, publication("one"))
+        .await
+        .unwrap();
+    assert_eq!(alice.next_publication("chat:late").await["offset"], 1);
+
+    let held = publish_held(&prefix, &channel, "two").await;
+    assert_eq!(held.offset, 2);
+    let (mut bob, _, _) = gw.connected_client("bob").await;
+    let reply = bob
+        .call(
+            "subscribe",
+            json!({"channel": "chat:late", "recover": true, "epoch": epoch, "offset": 1}),
+        )
+        .await;
+    let result = &reply["subscribe"];
+    assert_eq!(result["recovered"], true, "{reply}");
+    assert_eq!(result["offset"], 2, "{reply}");
+    assert_eq!(result["publications"][0]["data"]["text"], "two", "{reply}");
+    assert_eq!(result["publications"][0]["offset"], 2, "{reply}");
+
+    // Now the live message of 2 arrives, then 3.
+    held.release().await;
+    gw.broker
+        .publish(&channel, publication("three"))
+        .await
+        .unwrap();
+    assert_eq!(alice.next_publication("chat:late").await["offset"], 2);
+    assert_eq!(alice.next_publication("chat:late").await["offset"], 3);
+    let next = bob.next_publication("chat:late").await;
+    assert_eq!(next["offset"], 3, "publication 2 delivered again: {next}");
+    assert_eq!(next["data"]["text"], "three");
+}
+
+/// The same race on the connect path: the server-side subscription recovered through the
+/// connect `subs` map skips a publication the connect reply carried.
+#[tokio::test]
+async fn a_notification_recovered_on_connect_before_its_live_message_arrives_is_delivered_once() {
+    let (gw, prefix) = spawn_unchecked().await;
+    let user = UserId::new();
+    let channel = ChannelName::notifications(&user);
+    // The user's first connection keeps the node subscribed to the channel.
+    let mut first = WsClient::open(&gw.ws_url("/connection/websocket")).await;
+    let connect = first.connect(&gw.keys.token(&user, "alice", 600)).await;
+    let epoch = connect["connect"]["subs"][channel.as_str()]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gw.broker
+        .publish(&channel, publication("one"))
+        .await
+        .unwrap();
+    assert_eq!(first.next_publication(channel.as_str()).await["offset"], 1);
+
+    let held = publish_held(&prefix, &channel, "two").await;
+    let mut second = WsClient::open(&gw.ws_url("/connection/websocket")).await;
+    let token = gw.keys.token(&user, "alice", 600);
+    let reply = second
+        .call(
+            "connect",
+            json!({"token": token, "subs": {channel.as_str(): {"recover": true, "epoch": epoch, "offset": 1}}}),
+        )
+        .await;
+    let sub = &reply["connect"]["subs"][channel.as_str()];
+    assert_eq!(sub["recovered"], true, "{reply}");
+    assert_eq!(sub["offset"], 2, "{reply}");
+    assert_eq!(sub["publications"][0]["data"]["text"], "two", "{reply}");
+
+    held.release().await;
+    gw.broker
+        .publish(&channel, publication("three"))
+        .await
+        .unwrap();
+    assert_eq!(first.next_publication(channel.as_str()).await["offset"], 2);
+    assert_eq!(first.next_publication(channel.as_str()).await["offset"], 3);
+    let next = second.next_publication(channel.as_str()).await;
+    assert_eq!(next["offset"], 3, "publication 2 delivered again: {next}");
+    assert_eq!(next["data"]["text"], "three");
 }

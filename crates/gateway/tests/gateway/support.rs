@@ -14,6 +14,7 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use futures_util::{SinkExt, StreamExt};
 use herald_broker::{Broker, RedisConfig};
 use herald_common::auth::{Jwk, KeySet};
+use herald_common::channel::ChannelName;
 use herald_common::claims::Claims;
 use herald_common::ids::UserId;
 use herald_gateway::{Application, Gateway, Settings};
@@ -280,8 +281,7 @@ impl WsClient {
             if let Some(at) = self.inbox.iter().position(|m| m["id"] == id) {
                 return self.inbox.remove(at).unwrap();
             }
-            let message = self.read_message().await;
-            self.inbox.push_back(message);
+            self.read_messages().await;
         }
     }
 
@@ -296,8 +296,7 @@ impl WsClient {
             if let Some(at) = self.inbox.iter().position(|m| m.get("id").is_none()) {
                 return self.inbox.remove(at).unwrap();
             }
-            let message = self.read_message().await;
-            self.inbox.push_back(message);
+            self.read_messages().await;
         }
     }
 
@@ -311,8 +310,9 @@ impl WsClient {
         }
     }
 
-    /// Reads one protocol message (splitting batched frames), answering pings.
-    async fn read_message(&mut self) -> Value {
+    /// Reads the next frame with protocol messages into the inbox, in the order they came
+    /// (splitting batched frames), answering pings.
+    async fn read_messages(&mut self) {
         loop {
             let frame = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -329,7 +329,7 @@ impl WsClient {
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect();
-            let mut first = None;
+            let mut any = false;
             while let Some(message) = messages.pop_front() {
                 if message.as_object().is_some_and(serde_json::Map::is_empty) {
                     self.pings_seen += 1;
@@ -338,14 +338,11 @@ impl WsClient {
                     }
                     continue;
                 }
-                if first.is_none() {
-                    first = Some(message);
-                } else {
-                    self.inbox.push_back(message);
-                }
+                self.inbox.push_back(message);
+                any = true;
             }
-            if let Some(message) = first {
-                return message;
+            if any {
+                return;
             }
         }
     }
@@ -423,6 +420,72 @@ impl WsClient {
                 Ok(other) => panic!("unexpected: {other:?}"),
             }
         }
+    }
+}
+
+/// A publication written to a channel's history the way the Redis broker's publish script
+/// writes it (its key layout), but whose pub/sub message has not been sent: for the gateway
+/// it is in flight until [`HeldPublication::release`], or lost if never released.
+pub struct HeldPublication {
+    /// Its offset in the channel.
+    pub offset: u64,
+    pubsub: String,
+    message: String,
+}
+
+/// Writes a publication with `{"text": text}` to `channel`'s history (prefix `prefix`)
+/// without its pub/sub message.
+pub async fn publish_held(prefix: &str, channel: &ChannelName, text: &str) -> HeldPublication {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let tag = format!("{prefix}{{{}}}", channel.as_str());
+    let offset: u64 = redis::cmd("HINCRBY")
+        .arg(format!("{tag}:meta"))
+        .arg("o")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let epoch: String = redis::cmd("HGET")
+        .arg(format!("{tag}:meta"))
+        .arg("e")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let json = json!({"data": {"text": text}}).to_string();
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{tag}:stream"))
+        .arg(format!("{offset}-0"))
+        .arg("d")
+        .arg(&json)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    HeldPublication {
+        offset,
+        message: format!("p{offset}:{epoch}:{json}"),
+        pubsub: tag,
+    }
+}
+
+/// Like [`publish_held`], never released: the publication is lost in transit. Returns its
+/// offset.
+pub async fn publish_lost(prefix: &str, channel: &ChannelName, text: &str) -> u64 {
+    publish_held(prefix, channel, text).await.offset
+}
+
+impl HeldPublication {
+    /// Sends the pub/sub message the publish script would have sent.
+    pub async fn release(&self) {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let receivers: u64 = redis::cmd("PUBLISH")
+            .arg(&self.pubsub)
+            .arg(&self.message)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(receivers > 0, "no node subscribed to {}", self.pubsub);
     }
 }
 
