@@ -7,8 +7,9 @@
 //!   ([`SqliteFile`]) per test, both behind [`TestDb`];
 //! - [`redis`]: the shared test Redis under a random prefix, cleaned up by [`PrefixGuard`],
 //!   and a [`RedisServer`] of the test's own to stop and restart;
-//! - [`tokens`]: [`TokenMinter`], a signing key whose key set is published the way auth
-//!   publishes it;
+//! - [`tokens`]: [`TokenMinter`], an Ed25519 signing key whose key set is published the way
+//!   auth publishes it, minting valid, expired, forged and unsigned access tokens (signed
+//!   here, so no test depends on the auth crate for tokens);
 //! - [`settings`]: [`changed_paths`], what a partial setting changes against the defaults;
 //! - here: [`eventually`] and [`status_and_json`].
 //!
@@ -33,7 +34,7 @@ pub use crate::{
     database::{Backend, SqliteFile, TestDatabase, TestDb, test_database_url, with_database},
     redis::{PrefixGuard, RedisServer, delete_prefix, random_prefix, redis_broker, test_redis_url},
     settings::changed_paths,
-    tokens::{TestUser, TokenMinter},
+    tokens::{TestUser, TokenMinter, unix_now},
 };
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`.

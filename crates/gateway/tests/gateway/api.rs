@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestGateway, TokenMint, WAIT, WsClient, spawn_gateway_on, spawn_gateway_with,
+    TestGateway, TokenMinter, WAIT, WsClient, spawn_gateway_on, spawn_gateway_with,
 };
 
 const KEY: &str = "test-api-key";
@@ -31,7 +31,7 @@ async fn gateway_with_key() -> TestGateway {
 /// Two nodes of one Herald (same prefix, same signing key), announcing every 200 ms.
 async fn two_nodes() -> (TestGateway, TestGateway) {
     let prefix = format!("test:{}:", UserId::new());
-    let keys = TokenMint::new();
+    let keys = TokenMinter::new();
     let tweak = |s: &mut herald_gateway::Settings| {
         s.api_key = Some(KEY.into());
         s.node_info_interval = Duration::from_millis(200);

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::follower::{self, Follow, Log, silent_misses};
 use crate::processes::{GatewayProcess, NginxProcess, RedisProcess, Scratch};
-use crate::support::{TokenMint, redis_url};
+use crate::support::{TokenMinter, test_redis_url};
 
 const KEY: &str = "cluster-test-key";
 
@@ -75,12 +75,15 @@ async fn until_all(logs: &[Arc<Mutex<Log>>], what: &str, done: impl Fn(&Log) -> 
 async fn clients_of_a_killed_gateway_recover_everything_through_the_other_one() {
     let scratch = Scratch::new("failover");
     let prefix = format!("test:{}:", UserId::new());
-    let keys = TokenMint::new();
-    let broker = Broker::redis(&RedisConfig::new(redis_url()).with_prefix(prefix.clone())).unwrap();
+    let keys = TokenMinter::new();
+    let broker =
+        Broker::redis(&RedisConfig::new(test_redis_url()).with_prefix(prefix.clone())).unwrap();
     keys.publish(&broker).await;
     let env = gateway_env();
-    let mut first = GatewayProcess::start(&scratch, "gateway-1", &redis_url(), &prefix, &env).await;
-    let second = GatewayProcess::start(&scratch, "gateway-2", &redis_url(), &prefix, &env).await;
+    let mut first =
+        GatewayProcess::start(&scratch, "gateway-1", &test_redis_url(), &prefix, &env).await;
+    let second =
+        GatewayProcess::start(&scratch, "gateway-2", &test_redis_url(), &prefix, &env).await;
     // Everything goes to gateway-1 while it lives, then to gateway-2.
     let nginx = NginxProcess::start(&scratch, first.port, &[second.port]).await;
 
@@ -156,7 +159,7 @@ async fn a_redis_restart_under_traffic_leaves_no_client_silently_behind() {
     let scratch = Scratch::new("redis-restart");
     let mut redis = RedisProcess::start(&scratch).await;
     let prefix = "herald:";
-    let keys = TokenMint::new();
+    let keys = TokenMinter::new();
     let broker = Broker::redis(&RedisConfig::new(redis.url()).with_prefix(prefix)).unwrap();
     keys.publish(&broker).await;
     let env = gateway_env();

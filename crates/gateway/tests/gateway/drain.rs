@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use crate::processes::{GatewayProcess, Scratch};
-use crate::support::{TokenMint, WsClient, redis_url, refused_handshake};
+use crate::support::{TokenMinter, WsClient, refused_handshake, test_redis_url};
 
 const WINDOW: Duration = Duration::from_secs(3);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -20,13 +20,14 @@ const CLIENTS: usize = 8;
 async fn sigterm_closes_clients_with_3001_spread_over_the_drain_window_and_exits_in_time() {
     let scratch = Scratch::new("drain");
     let prefix = format!("test:{}:", UserId::new());
-    let keys = TokenMint::new();
-    let broker = Broker::redis(&RedisConfig::new(redis_url()).with_prefix(prefix.clone())).unwrap();
+    let keys = TokenMinter::new();
+    let broker =
+        Broker::redis(&RedisConfig::new(test_redis_url()).with_prefix(prefix.clone())).unwrap();
     keys.publish(&broker).await;
     let mut gateway = GatewayProcess::start(
         &scratch,
         "gateway",
-        &redis_url(),
+        &test_redis_url(),
         &prefix,
         &[
             ("HERALD_DRAIN_WINDOW", WINDOW.as_secs().to_string()),

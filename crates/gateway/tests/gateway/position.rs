@@ -15,7 +15,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{TestGateway, TokenMint, WsClient, publish_lost, spawn_gateway_on};
+use crate::support::{TestGateway, TokenMinter, WsClient, publish_lost, spawn_gateway_on};
 
 /// The check interval of these tests.
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -24,7 +24,7 @@ const INTERVAL: Duration = Duration::from_millis(200);
 const NOTICE_WITHIN: Duration = Duration::from_secs(5);
 
 async fn spawn(prefix: &str, interval: Duration) -> TestGateway {
-    spawn_gateway_on(prefix, TokenMint::new(), |s| {
+    spawn_gateway_on(prefix, TokenMinter::new(), |s| {
         s.position_check_interval = interval;
     })
     .await

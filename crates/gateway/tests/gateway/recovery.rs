@@ -12,7 +12,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::support::{
-    TestGateway, TokenMint, WsClient, publish_held, spawn_gateway, spawn_gateway_on,
+    TestGateway, TokenMinter, WsClient, publish_held, spawn_gateway, spawn_gateway_on,
 };
 
 fn publication(text: &str) -> PublishRequest {
@@ -182,7 +182,7 @@ async fn a_gap_in_the_personal_channel_closes_the_connection_with_3010() {
 /// A gateway whose position check stays out of the way, on its own prefix.
 async fn spawn_unchecked() -> (TestGateway, String) {
     let prefix = format!("test:{}:", UserId::new());
-    let gw = spawn_gateway_on(&prefix, TokenMint::new(), |s| {
+    let gw = spawn_gateway_on(&prefix, TokenMinter::new(), |s| {
         s.position_check_interval = Duration::ZERO;
     })
     .await;

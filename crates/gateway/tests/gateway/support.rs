@@ -1,25 +1,19 @@
 //! Test harness: a real gateway on a free port against real Redis (a fresh key prefix per
-//! test, so tests run in parallel), tokens minted in-process with an Ed25519 key published
-//! to the broker's key-value the way auth publishes its key set, and a small WebSocket
-//! client speaking the JSON protocol.
+//! test, so tests run in parallel), tokens minted by `herald-test-support`'s [`TokenMinter`]
+//! (an Ed25519 key published to the broker's key-value the way auth publishes its key set),
+//! and a small WebSocket client speaking the JSON protocol.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use base64::Engine as _;
-use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
 use futures_util::{SinkExt, StreamExt};
 use herald_broker::{Broker, RedisConfig};
-use herald_common::auth::{Jwk, KeySet};
 use herald_common::channel::ChannelName;
-use herald_common::claims::Claims;
 use herald_common::ids::UserId;
 use herald_gateway::{Application, Gateway, Settings};
-use herald_service::tokens::KEY_SET_KV_KEY;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+pub use herald_test_support::{TokenMinter, test_redis_url};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -30,17 +24,12 @@ use tokio_util::sync::CancellationToken;
 /// Longest wait for anything a test expects.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Redis of the tests.
-pub fn redis_url() -> String {
-    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// A running gateway with its own Redis prefix and signing key.
 pub struct TestGateway {
     pub port: u16,
     pub gateway: Gateway,
     pub broker: Broker,
-    pub keys: TokenMint,
+    pub keys: TokenMinter,
     shutdown: CancellationToken,
 }
 
@@ -56,7 +45,7 @@ pub fn test_settings(prefix: &str) -> Settings {
     Settings {
         listen: "127.0.0.1:0".to_owned(),
         workers: Some(2),
-        redis_url: redis_url().into(),
+        redis_url: test_redis_url().into(),
         redis_prefix: prefix.to_owned(),
         web_dir: "/nonexistent".into(),
         ..Settings::default()
@@ -71,21 +60,21 @@ pub async fn spawn_gateway() -> TestGateway {
 /// Boots a gateway with the test settings changed by `tweak`.
 pub async fn spawn_gateway_with(tweak: impl FnOnce(&mut Settings)) -> TestGateway {
     let prefix = format!("test:{}:", UserId::new());
-    spawn_gateway_on(&prefix, TokenMint::new(), tweak).await
+    spawn_gateway_on(&prefix, TokenMinter::new(), tweak).await
 }
 
 /// Boots a gateway on the Redis key prefix `prefix` with the signing key `keys`: two calls
 /// with the same prefix make two nodes of one Herald.
 pub async fn spawn_gateway_on(
     prefix: &str,
-    keys: TokenMint,
+    keys: TokenMinter,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestGateway {
     herald_service::telemetry::init_for_tests();
     let prefix = prefix.to_owned();
     let mut settings = test_settings(&prefix);
     tweak(&mut settings);
-    let broker = Broker::redis(&RedisConfig::new(redis_url()).with_prefix(prefix)).unwrap();
+    let broker = Broker::redis(&RedisConfig::new(test_redis_url()).with_prefix(prefix)).unwrap();
     keys.publish(&broker).await;
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
@@ -140,86 +129,6 @@ impl TestGateway {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// An Ed25519 signing key published like auth's, minting access tokens.
-#[derive(Clone)]
-pub struct TokenMint {
-    key: SigningKey,
-    kid: String,
-}
-
-impl TokenMint {
-    pub fn new() -> Self {
-        Self {
-            key: SigningKey::from_bytes(&rand::random::<[u8; 32]>()),
-            kid: format!("test-{}", UserId::new()),
-        }
-    }
-
-    pub fn jwk(&self) -> Jwk {
-        Jwk::ed25519(self.kid.clone(), &self.key.verifying_key().to_bytes())
-    }
-
-    pub async fn publish(&self, broker: &Broker) {
-        let set = KeySet {
-            keys: vec![self.jwk()],
-        };
-        broker
-            .kv_set(KEY_SET_KV_KEY, &serde_json::to_string(&set).unwrap(), None)
-            .await
-            .unwrap();
-    }
-
-    fn sign(&self, claims: &Claims, key: &SigningKey) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        let der = key.to_pkcs8_der().unwrap();
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(der.as_bytes())).unwrap()
-    }
-
-    /// A valid token for `user`, living `ttl_secs` from now.
-    pub fn token(&self, user: &UserId, name: &str, ttl_secs: u64) -> String {
-        let now = unix_now();
-        self.sign(
-            &Claims::new(user, name, "herald", "herald", now, ttl_secs),
-            &self.key,
-        )
-    }
-
-    /// A token that expired an hour ago (beyond any leeway).
-    pub fn expired(&self, user: &UserId, name: &str) -> String {
-        let issued = unix_now() - 7200;
-        self.sign(
-            &Claims::new(user, name, "herald", "herald", issued, 3600),
-            &self.key,
-        )
-    }
-
-    /// A token naming our key id but signed by another key.
-    pub fn forged(&self, user: &UserId, name: &str) -> String {
-        let other = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-        self.sign(
-            &Claims::new(user, name, "herald", "herald", unix_now(), 600),
-            &other,
-        )
-    }
-
-    /// An unsigned token with `alg: none`.
-    pub fn unsigned(&self, user: &UserId, name: &str) -> String {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let header = b64.encode(json!({"alg": "none", "typ": "JWT", "kid": self.kid}).to_string());
-        let claims = Claims::new(user, name, "herald", "herald", unix_now(), 600);
-        let payload = b64.encode(serde_json::to_vec(&claims).unwrap());
-        format!("{header}.{payload}.")
-    }
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// How a connection ended.
@@ -436,7 +345,7 @@ pub struct HeldPublication {
 /// Writes a publication with `{"text": text}` to `channel`'s history (prefix `prefix`)
 /// without its pub/sub message.
 pub async fn publish_held(prefix: &str, channel: &ChannelName, text: &str) -> HeldPublication {
-    let client = redis::Client::open(redis_url()).unwrap();
+    let client = redis::Client::open(test_redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let tag = format!("{prefix}{{{}}}", channel.as_str());
     let offset: u64 = redis::cmd("HINCRBY")
@@ -477,7 +386,7 @@ pub async fn publish_lost(prefix: &str, channel: &ChannelName, text: &str) -> u6
 impl HeldPublication {
     /// Sends the pub/sub message the publish script would have sent.
     pub async fn release(&self) {
-        let client = redis::Client::open(redis_url()).unwrap();
+        let client = redis::Client::open(test_redis_url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let receivers: u64 = redis::cmd("PUBLISH")
             .arg(&self.pubsub)

@@ -294,7 +294,7 @@ pub fn distinct_event_ids(publications: &[Published]) -> std::collections::HashS
     ids
 }
 
-/// The real tasks-api on a fresh database, with tokens minted by auth's key type.
+/// The real tasks-api on a fresh database, with tokens of a test key it trusts.
 pub struct TasksService {
     pub address: String,
     pub client: reqwest::Client,

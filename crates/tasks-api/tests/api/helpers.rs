@@ -4,15 +4,16 @@
 //!
 //! The databases, Redis prefixes, private redis-servers and token minting come from
 //! `herald-test-support` (servers found through `HERALD_TEST_DATABASE_URL` and
-//! `HERALD_TEST_REDIS_URL`). Tokens are minted with auth's signing key type and its key set
-//! is published to the broker the way auth does it, so tasks-api verifies them exactly as
-//! in production.
+//! `HERALD_TEST_REDIS_URL`). Tokens are EdDSA JWTs like auth's, and their key set is
+//! published to the broker the way auth does it, so tasks-api verifies them exactly as in
+//! production.
 
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use herald_broker::Broker;
+use herald_common::claims::Claims;
 use herald_common::events::{DomainEvent, TASK_EVENTS_STREAM};
 use herald_common::ids::UserId;
 use herald_service::Secret;
@@ -132,8 +133,14 @@ impl TestApp {
     /// A token for `user` issued at `issued_at` (Unix seconds), valid for `ttl` seconds.
     pub fn token(&self, user: &UserId, name: &str, issued_at: u64, ttl: u64) -> String {
         let jwt = &self.settings.jwt;
-        self.key
-            .token(user, name, &jwt.issuer, &jwt.audience, issued_at, ttl)
+        self.key.sign(&Claims::new(
+            user,
+            name,
+            &jwt.issuer,
+            &jwt.audience,
+            issued_at,
+            ttl,
+        ))
     }
 
     pub async fn post_task(&self, user: &TestUser, body: &Value) -> reqwest::Response {

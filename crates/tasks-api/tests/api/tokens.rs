@@ -87,7 +87,7 @@ async fn a_token_for_another_audience_or_issuer_is_refused() {
     let app = spawn_app().await;
     for (issuer, audience) in [("herald", "elsewhere"), ("someone-else", "herald")] {
         let claims = Claims::new(&UserId::new(), "alice", issuer, audience, unix_now(), 900);
-        let token = app.key.sign(&claims).unwrap();
+        let token = app.key.sign(&claims);
         let response = app
             .client
             .get(app.url("/tasks"))

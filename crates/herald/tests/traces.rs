@@ -5,7 +5,8 @@
 //! notifier and gateway nodes in this process over one in-memory broker, each behind its
 //! real HTTP server. Spans go to the SDK's in-memory exporter, so the test sees what a
 //! collector would receive. This is a test binary of its own: the exporting subscriber is
-//! process-wide.
+//! process-wide. Under `cargo test` both tests share it (and the process), so each reads
+//! only the spans of its own trace.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
