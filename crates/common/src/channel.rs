@@ -6,7 +6,8 @@
 //! user boundary: `notifications#<user id>` may only ever reach that user.
 //!
 //! The design's default channels are built with typed constructors
-//! ([`ChannelName::chat`], [`ChannelName::tasks`], [`ChannelName::notifications`]) and
+//! ([`ChannelName::chat`], [`ChannelName::tasks`], [`ChannelName::notifications`],
+//! [`ChannelName::public`]) and
 //! recognised with [`ChannelName::kind`], so the gateway applies the permission table of
 //! section 3 with a `match` instead of string matching:
 //!
@@ -15,6 +16,7 @@
 //! | `Chat { room }` | any signed-in user | any subscriber | yes | yes, join/leave |
 //! | `Tasks` | any signed-in user | server only | yes | no |
 //! | `Notifications { user }` | server-side only | server only | yes | no |
+//! | `Public { name }` | any signed-in user; anonymous readers when configured | server only | yes | no |
 //! | `Other` | not a default channel: unknown unless configured | | | |
 
 #![warn(missing_docs)]
@@ -39,6 +41,10 @@ pub const TASKS_CHANNEL: &str = "tasks";
 /// Namespace of the per-user notification feeds: `notifications#{user id}`.
 pub const NOTIFICATIONS_NAMESPACE: &str = "notifications";
 
+/// Namespace of the public feeds: `public:{name}` (a live scoreboard, say), which anonymous
+/// clients may read when the gateway allows it.
+pub const PUBLIC_NAMESPACE: &str = "public";
+
 /// Why a string is not a channel name. Clients see these as protocol error 107.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelNameError {
@@ -55,6 +61,9 @@ pub enum ChannelNameError {
     /// would turn the room into a user-bounded channel).
     #[error("chat room name is empty or contains '#'")]
     BadRoom,
+    /// A public feed name passed to [`ChannelName::public`] is empty or contains `#`.
+    #[error("public channel name is empty or contains '#'")]
+    BadPublicName,
 }
 
 /// A validated channel name. Built by [`ChannelName::parse`] or one of the typed
@@ -79,8 +88,13 @@ pub enum ChannelKind<'a> {
         /// The only user who may receive this channel.
         user: UserId,
     },
+    /// `public:{name}`: a public feed. `name` is non-empty and has no `#`.
+    Public {
+        /// The feed: everything after `public:`.
+        name: &'a str,
+    },
     /// Any other valid name, including malformed variants of the default channels
-    /// (`chat:`, `chat:room#x`, `notifications#not-a-uuid`, `tasks:x`).
+    /// (`chat:`, `chat:room#x`, `notifications#not-a-uuid`, `tasks:x`, `public:`).
     Other,
 }
 
@@ -103,6 +117,15 @@ impl ChannelName {
         name.push(':');
         name.push_str(room);
         Self::parse(name)
+    }
+
+    /// The public feed `public:{name}`. The name must be non-empty, must not contain `#`
+    /// (public feeds have no user boundary), and the whole name must be a valid channel name.
+    pub fn public(name: &str) -> Result<Self, ChannelNameError> {
+        if name.is_empty() || name.contains('#') {
+            return Err(ChannelNameError::BadPublicName);
+        }
+        Self::parse(format!("{PUBLIC_NAMESPACE}:{name}"))
     }
 
     /// The task board channel `tasks`.
@@ -156,6 +179,12 @@ impl ChannelName {
         if let Some(room) = strip_namespace(name, CHAT_NAMESPACE, ':') {
             if !room.is_empty() && !room.contains('#') {
                 return ChannelKind::Chat { room };
+            }
+            return ChannelKind::Other;
+        }
+        if let Some(feed) = strip_namespace(name, PUBLIC_NAMESPACE, ':') {
+            if !feed.is_empty() && !feed.contains('#') {
+                return ChannelKind::Public { name: feed };
             }
             return ChannelKind::Other;
         }
@@ -399,12 +428,41 @@ mod tests {
     }
 
     #[test]
+    fn public_feeds_are_built_without_a_user_boundary() {
+        assert_eq!(
+            ChannelName::public("scores").unwrap().as_str(),
+            "public:scores"
+        );
+        assert_eq!(
+            ChannelName::public(""),
+            Err(ChannelNameError::BadPublicName)
+        );
+        assert_eq!(
+            ChannelName::public("a#b"),
+            Err(ChannelNameError::BadPublicName)
+        );
+        assert_eq!(
+            ChannelName::public("a b"),
+            Err(ChannelNameError::BadCharacter)
+        );
+        assert!(ChannelName::public("scores").unwrap().allows_user(&alice()));
+    }
+
+    #[test]
     fn kind_classifies_the_design_channels() {
         assert_eq!(
             ChannelName::chat("42").unwrap().kind(),
             ChannelKind::Chat { room: "42" }
         );
         assert_eq!(ChannelName::tasks().kind(), ChannelKind::Tasks);
+        assert_eq!(
+            ChannelName::public("scores").unwrap().kind(),
+            ChannelKind::Public { name: "scores" }
+        );
+        assert_eq!(
+            ChannelName::parse("public:league:cup").unwrap().kind(),
+            ChannelKind::Public { name: "league:cup" }
+        );
         assert_eq!(
             ChannelName::notifications(&alice()).kind(),
             ChannelKind::Notifications { user: alice() }
@@ -422,6 +480,11 @@ mod tests {
             "notifications:x",
             "notifications#0191E0C4-7D2A-7C3E-9B1A-2F4D5E6A7B8C",
             "news",
+            "public",
+            "public:",
+            "public:scores#x",
+            "public#scores",
+            "publicx:scores",
         ] {
             let name = ChannelName::parse(other).unwrap();
             assert_eq!(name.kind(), ChannelKind::Other, "{other}");

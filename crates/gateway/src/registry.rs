@@ -1,10 +1,12 @@
-//! The node's open connections: the per-node and per-user limits, and the index the control
-//! messages (revocation, server-side disconnects) and shutdown use to reach connections.
+//! The node's open connections: the per-node, per-user and per-address (anonymous
+//! connections) limits, and the index the control messages (revocation, server-side
+//! disconnects) and shutdown use to reach connections.
 //!
 //! A connection holds an [`Admission`] for its whole life; dropping it (however the
 //! connection ends) releases its place, so the counts cannot leak.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -21,12 +23,17 @@ pub enum LimitReached {
     /// The user holds their maximum number of connections on this node.
     #[error("user connection limit reached")]
     User,
+    /// The client address holds its maximum number of anonymous connections on this node.
+    #[error("anonymous connection limit of the address reached")]
+    Address,
 }
 
 #[derive(Debug, Default)]
 struct Index {
     all: HashMap<ConnId, Arc<Target>>,
     by_user: HashMap<UserId, Vec<Arc<Target>>>,
+    /// Anonymous connections per client address.
+    anonymous_by_ip: HashMap<IpAddr, usize>,
 }
 
 /// Open connections of this node.
@@ -35,16 +42,18 @@ pub struct Registry {
     count: AtomicUsize,
     max_connections: usize,
     max_per_user: usize,
+    max_anonymous_per_ip: usize,
     index: Mutex<Index>,
 }
 
 impl Registry {
     /// A registry enforcing these limits.
-    pub fn new(max_connections: usize, max_per_user: usize) -> Self {
+    pub fn new(max_connections: usize, max_per_user: usize, max_anonymous_per_ip: usize) -> Self {
         Self {
             count: AtomicUsize::new(0),
             max_connections,
             max_per_user,
+            max_anonymous_per_ip,
             index: Mutex::new(Index::default()),
         }
     }
@@ -66,6 +75,7 @@ impl Registry {
             registry: Arc::clone(self),
             target: Arc::clone(target),
             user: None,
+            anonymous_ip: None,
         })
     }
 
@@ -89,6 +99,11 @@ impl Registry {
         self.lock().by_user.len()
     }
 
+    /// Anonymous connections of `ip`.
+    pub fn anonymous_of(&self, ip: &IpAddr) -> usize {
+        self.lock().anonymous_by_ip.get(ip).copied().unwrap_or(0)
+    }
+
     /// Every open connection.
     pub fn all(&self) -> Vec<Arc<Target>> {
         self.lock().all.values().cloned().collect()
@@ -101,6 +116,7 @@ pub struct Admission {
     registry: Arc<Registry>,
     target: Arc<Target>,
     user: Option<UserId>,
+    anonymous_ip: Option<IpAddr>,
 }
 
 impl Admission {
@@ -121,6 +137,25 @@ impl Admission {
         self.user = Some(user);
         Ok(())
     }
+
+    /// Counts the connection as anonymous from `ip`, within the per-address limit of
+    /// anonymous connections (once; never for a connection filed under a user).
+    pub fn assign_anonymous(&mut self, ip: IpAddr) -> Result<(), LimitReached> {
+        if self.user.is_some() || self.anonymous_ip.is_some() {
+            return Ok(());
+        }
+        let mut index = self.registry.lock();
+        let count = index.anonymous_by_ip.entry(ip).or_default();
+        if *count >= self.registry.max_anonymous_per_ip {
+            if *count == 0 {
+                index.anonymous_by_ip.remove(&ip);
+            }
+            return Err(LimitReached::Address);
+        }
+        *count += 1;
+        self.anonymous_ip = Some(ip);
+        Ok(())
+    }
 }
 
 impl Drop for Admission {
@@ -133,6 +168,14 @@ impl Drop for Admission {
             connections.retain(|c| c.id != self.target.id);
             if connections.is_empty() {
                 index.by_user.remove(&user);
+            }
+        }
+        if let Some(ip) = self.anonymous_ip
+            && let Some(count) = index.anonymous_by_ip.get_mut(&ip)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                index.anonymous_by_ip.remove(&ip);
             }
         }
         drop(index);
@@ -158,7 +201,7 @@ mod tests {
 
     #[test]
     fn node_and_user_limits_hold_and_dropping_releases_the_place() {
-        let registry = Arc::new(Registry::new(2, 1));
+        let registry = Arc::new(Registry::new(2, 1, 1));
         let alice = UserId::new();
         let mut first = registry.admit(&target()).unwrap();
         first.assign_user(alice).unwrap();
@@ -174,5 +217,33 @@ mod tests {
         drop(second);
         assert!(registry.is_empty());
         assert!(registry.all().is_empty());
+    }
+
+    #[test]
+    fn anonymous_connections_are_limited_per_address_and_released_on_drop() {
+        let registry = Arc::new(Registry::new(10, 10, 2));
+        let fan: IpAddr = "203.0.113.7".parse().unwrap();
+        let other: IpAddr = "203.0.113.8".parse().unwrap();
+        let mut first = registry.admit(&target()).unwrap();
+        first.assign_anonymous(fan).unwrap();
+        let mut second = registry.admit(&target()).unwrap();
+        second.assign_anonymous(fan).unwrap();
+        let mut third = registry.admit(&target()).unwrap();
+        assert_eq!(third.assign_anonymous(fan), Err(LimitReached::Address));
+        third.assign_anonymous(other).unwrap();
+        assert_eq!(registry.anonymous_of(&fan), 2);
+        assert_eq!(
+            registry.user_count(),
+            0,
+            "anonymous connections have no user"
+        );
+        drop(first);
+        assert_eq!(registry.anonymous_of(&fan), 1);
+        let mut fourth = registry.admit(&target()).unwrap();
+        fourth.assign_anonymous(fan).unwrap();
+        drop((second, third, fourth));
+        assert_eq!(registry.anonymous_of(&fan), 0);
+        assert_eq!(registry.anonymous_of(&other), 0);
+        assert!(registry.is_empty());
     }
 }

@@ -121,6 +121,10 @@ pub struct Limits {
     /// Connections one user may hold on this node; more closes with 3504 (HTTP 429 on the
     /// simple endpoints).
     pub max_connections_per_user: usize,
+    /// Anonymous connections (no token, reading namespaces that allow it) one client IP
+    /// address may hold on this node; more closes with 3504 (HTTP 429 on the simple
+    /// endpoints). The address honours `HERALD_TRUSTED_PROXIES`.
+    pub max_anonymous_connections_per_ip: usize,
     /// Bytes queued for one connection; beyond it the connection is closed with 3008.
     pub send_queue_size: usize,
     /// How long after its token expired a connection that did not refresh is closed with
@@ -147,6 +151,7 @@ impl Default for Limits {
             publish_burst: 20,
             max_connections: 50_000,
             max_connections_per_user: 64,
+            max_anonymous_connections_per_ip: 100,
             send_queue_size: 1024 * 1024,
             expired_close_delay: Duration::from_secs(25),
             presence_ttl: Duration::from_secs(60),
@@ -171,6 +176,10 @@ pub struct NamespaceSettings {
     pub join_leave: bool,
     /// Whether subscribers may publish (otherwise only the server does, error 103).
     pub publish: bool,
+    /// Whether connections without a token may subscribe and read history (never publish,
+    /// never presence). Honoured for namespaces not bound to a user: never for
+    /// `notifications`.
+    pub anonymous: bool,
 }
 
 impl Default for NamespaceSettings {
@@ -181,6 +190,7 @@ impl Default for NamespaceSettings {
             presence: false,
             join_leave: false,
             publish: false,
+            anonymous: false,
         }
     }
 }
@@ -216,6 +226,9 @@ pub struct ChannelSettings {
     pub tasks: NamespaceSettings,
     /// `notifications#{user}`: server-side subscription of its user only.
     pub notifications: NamespaceSettings,
+    /// `public:{name}`: any signed-in user subscribes (anonymous readers too when
+    /// `anonymous` is on); the server publishes.
+    pub public: NamespaceSettings,
 }
 
 impl Default for ChannelSettings {
@@ -230,6 +243,11 @@ impl Default for ChannelSettings {
             tasks: NamespaceSettings::default(),
             notifications: NamespaceSettings {
                 history_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+                ..NamespaceSettings::default()
+            },
+            public: NamespaceSettings {
+                history_size: 100,
+                history_ttl: Duration::from_secs(60 * 60),
                 ..NamespaceSettings::default()
             },
         }
@@ -273,6 +291,28 @@ mod tests {
         assert_eq!(
             changed_paths::<Settings>(&[("HERALD_CHANNELS__TASKS__PRESENCE", "true")]),
             ["channels.tasks.presence"]
+        );
+    }
+
+    #[test]
+    fn public_feeds_keep_their_short_history_when_anonymous_readers_are_allowed() {
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_CHANNELS__PUBLIC__ANONYMOUS", "true")]),
+            ["channels.public.anonymous"]
+        );
+        // The documented defaults given explicitly change nothing.
+        assert!(
+            changed_paths::<Settings>(&[
+                ("HERALD_CHANNELS__PUBLIC__HISTORY_SIZE", "100"),
+                ("HERALD_CHANNELS__PUBLIC__HISTORY_TTL", "3600"),
+                ("HERALD_CHANNELS__PUBLIC__ANONYMOUS", "false"),
+                ("HERALD_LIMITS__MAX_ANONYMOUS_CONNECTIONS_PER_IP", "100"),
+            ])
+            .is_empty()
+        );
+        assert_eq!(
+            changed_paths::<Settings>(&[("HERALD_LIMITS__MAX_ANONYMOUS_CONNECTIONS_PER_IP", "5")]),
+            ["limits.max_anonymous_connections_per_ip"]
         );
     }
 

@@ -8,7 +8,10 @@
 //!   its JSON (`#` is written `%23` in the path).
 //!
 //! The token comes from `Authorization: Bearer` or `?token=` (query tokens are never
-//! logged). Refusals happen before the upgrade, as plain HTTP: 401 without a valid token,
+//! logged). `/ws/notifications/{channel}` needs none for a namespace that admits anonymous
+//! readers (`HERALD_CHANNELS__PUBLIC__ANONYMOUS`): such a connection counts against the
+//! per-address limit of anonymous connections (429) and never expires. Refusals happen
+//! before the upgrade, as plain HTTP: 401 without a valid token,
 //! 403 for a channel the user may not read (or a foreign Origin), 404 for an unknown one,
 //! 429 / 503 at the per-user / per-node connection limit, 503 while the node drains. Once
 //! open, the connection gets WebSocket pings; a rate-limited or failed chat message is answered with a line starting
@@ -31,7 +34,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::fanout::outbox::{Control, run_writer};
 use crate::fanout::slot::{SlotKind, Started};
 use crate::fanout::{Format, Identity, Target};
-use crate::policy::ChannelOptions;
+use crate::policy::{ChannelOptions, Viewer};
 use crate::ratelimit::TokenBucket;
 use crate::registry::Admission;
 use crate::state::Shared;
@@ -83,22 +86,32 @@ async fn open(
         Arc::clone(&shared.stats),
     ));
     let client = ClientId::new();
-    target.set_identity(Identity {
-        user: grant.user,
-        client,
-    });
-    let admission = admit(&shared, &target, &grant)?;
-    let conn_info = ConnInfo {
-        name: grant.name.clone(),
-    }
-    .to_raw()
-    .map_err(|err| ApiError::internal(anyhow::Error::from(err)))?;
-    let info = ClientInfo {
-        user: grant.user.to_string(),
-        client: client.to_string(),
-        conn_info: Some(conn_info),
-        chan_info: None,
+    let info = match &grant {
+        Some(grant) => {
+            target.set_identity(Identity {
+                user: grant.user,
+                client,
+            });
+            let conn_info = ConnInfo {
+                name: grant.name.clone(),
+            }
+            .to_raw()
+            .map_err(|err| ApiError::internal(anyhow::Error::from(err)))?;
+            ClientInfo {
+                user: grant.user.to_string(),
+                client: client.to_string(),
+                conn_info: Some(conn_info),
+                chan_info: None,
+            }
+        }
+        None => ClientInfo {
+            user: String::new(),
+            client: client.to_string(),
+            conn_info: None,
+            chan_info: None,
+        },
     };
+    let admission = admit(&req, &shared, &target, grant.as_ref())?;
 
     let mut response = ws::handshake(&req).map_err(|err| ApiError::bad_request(err.to_string()))?;
     let limits = &shared.settings.limits;
@@ -145,15 +158,22 @@ pub(crate) fn check_upgrade(req: &HttpRequest, shared: &Shared) -> Result<(), Ap
     Ok(())
 }
 
-/// Checks the Origin, the token and the channel table, before the upgrade.
+/// Checks the Origin, the token and the channel table, before the upgrade. Without a token,
+/// a notifications endpoint of a namespace open to anonymous readers is allowed (no
+/// grant); anything else is 401.
 async fn authorize(
     req: &HttpRequest,
     shared: &Shared,
     channel: &ChannelName,
     format: Format,
-) -> Result<(Grant, ChannelOptions), ApiError> {
+) -> Result<(Option<Grant>, ChannelOptions), ApiError> {
     check_upgrade(req, shared)?;
-    let token = token::request_token(req).ok_or_else(|| ApiError::unauthorized("missing token"))?;
+    let Some(token) = token::request_token(req) else {
+        return match (format, shared.policy.read(channel, Viewer::Anonymous)) {
+            (Format::NotificationLines, Ok(options)) => Ok((None, options)),
+            _ => Err(ApiError::unauthorized("missing token")),
+        };
+    };
     let grant = match token::verify(&shared.verifier, &token).await {
         Ok(grant) => grant,
         Err(Refusal::Expired) => return Err(ApiError::unauthorized("token expired")),
@@ -162,27 +182,36 @@ async fn authorize(
             return Err(ApiError::unauthorized("invalid token"));
         }
     };
+    let viewer = Viewer::User(grant.user);
     let allowed = match format {
-        Format::ChatLines => shared.policy.subscribe(channel, &grant.user),
-        Format::NotificationLines | Format::Protocol => shared.policy.read(channel, &grant.user),
+        Format::ChatLines => shared.policy.subscribe(channel, viewer),
+        Format::NotificationLines | Format::Protocol => shared.policy.read(channel, viewer),
     };
     match allowed {
-        Ok(options) => Ok((grant, options)),
+        Ok(options) => Ok((Some(grant), options)),
         Err(ErrorCode::UnknownChannel) => Err(ApiError::not_found("unknown channel")),
         Err(_) => Err(ApiError::forbidden("permission denied")),
     }
 }
 
-/// Takes the connection's place under the node and user limits.
-fn admit(shared: &Arc<Shared>, target: &Arc<Target>, grant: &Grant) -> Result<Admission, ApiError> {
+/// Takes the connection's place under the node limit and the user's (the client
+/// address's, for an anonymous connection).
+fn admit(
+    req: &HttpRequest,
+    shared: &Arc<Shared>,
+    target: &Arc<Target>,
+    grant: Option<&Grant>,
+) -> Result<Admission, ApiError> {
     let limited = |status, message| ApiError::new(status, RestErrorCode::RateLimited, message);
     let mut admission = shared
         .registry
         .admit(target)
         .map_err(|_| limited(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"))?;
-    admission
-        .assign_user(grant.user)
-        .map_err(|_| limited(StatusCode::TOO_MANY_REQUESTS, "too many connections"))?;
+    match grant {
+        Some(grant) => admission.assign_user(grant.user),
+        None => admission.assign_anonymous(shared.settings.trusted_proxies.client_ip(req)),
+    }
+    .map_err(|_| limited(StatusCode::TOO_MANY_REQUESTS, "too many connections"))?;
     Ok(admission)
 }
 
@@ -196,7 +225,8 @@ struct LineConnection {
     channel: ChannelName,
     options: ChannelOptions,
     info: ClientInfo,
-    grant: Grant,
+    /// `None` for an anonymous reader: no expiry.
+    grant: Option<Grant>,
 }
 
 impl LineConnection {
@@ -281,18 +311,23 @@ impl LineConnection {
         let mut last_heard = Instant::now();
         let mut next_ping = Instant::now() + settings.ping_interval;
         let mut next_presence = Instant::now() + (settings.limits.presence_ttl / 3);
-        let expires_at = Instant::now()
-            + std::time::Duration::from_secs(self.grant.ttl())
-            + settings.limits.expired_close_delay;
+        let expires_at = self.grant.as_ref().map(|grant| {
+            Instant::now()
+                + std::time::Duration::from_secs(grant.ttl())
+                + settings.limits.expired_close_delay
+        });
         while !self.target.outbox.is_closing() {
             let silent_by = last_heard + settings.ping_interval + settings.pong_timeout;
-            let deadline = next_ping.min(next_presence).min(expires_at).min(silent_by);
+            let mut deadline = next_ping.min(next_presence).min(silent_by);
+            if let Some(expires_at) = expires_at {
+                deadline = deadline.min(expires_at);
+            }
             tokio::select! {
                 biased;
                 () = done.cancelled() => return,
                 () = sleep_until(deadline) => {
                     let now = Instant::now();
-                    if now >= expires_at {
+                    if expires_at.is_some_and(|at| now >= at) {
                         self.close(DisconnectCode::Expired);
                     } else if now >= silent_by {
                         self.close(DisconnectCode::NoPong);

@@ -59,6 +59,7 @@ impl Shared {
             registry: Arc::new(Registry::new(
                 settings.limits.max_connections,
                 settings.limits.max_connections_per_user,
+                settings.limits.max_anonymous_connections_per_ip,
             )),
             hub: Arc::new(Hub::default()),
             stats: Arc::new(NodeStats::default()),

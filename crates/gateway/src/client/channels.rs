@@ -16,6 +16,7 @@ use herald_common::protocol::{
 use super::session::{Client, Failure, Handled};
 use crate::fanout::dispatch::insufficient_state_push;
 use crate::fanout::slot::{SlotKind, Started};
+use crate::policy::Viewer;
 use crate::subscription::{self, AttachError, Subscription};
 
 /// The SDK's subscribe flag asking for error 112 rather than an unrecovered start.
@@ -29,8 +30,7 @@ pub(super) fn parse_channel(raw: &str) -> Result<ChannelName, Failure> {
 impl Client {
     pub(super) async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Handled {
         let channel = parse_channel(&request.channel)?;
-        let user = self.user()?;
-        let options = self.shared.policy.subscribe(&channel, &user)?;
+        let options = self.shared.policy.subscribe(&channel, self.viewer()?)?;
         if let Some(existing) = self.subs.get(&channel) {
             if !existing.slot.is_ended() {
                 return Err(ErrorCode::AlreadySubscribed.into());
@@ -226,13 +226,15 @@ impl Client {
         join_all(refreshes).await;
     }
 
-    /// The connected user (only called after `connect`).
-    pub(super) fn user(&self) -> Result<herald_common::ids::UserId, Failure> {
-        self.identity
+    /// Who the connection is for the channel table: its user, or anonymous (only called
+    /// after `connect`).
+    pub(super) fn viewer(&self) -> Result<Viewer, Failure> {
+        let identity = self.identity.as_ref().ok_or(Failure::Close(
+            herald_common::protocol::DisconnectCode::BadRequest,
+        ))?;
+        Ok(identity
+            .grant
             .as_ref()
-            .map(|identity| identity.grant.user)
-            .ok_or(Failure::Close(
-                herald_common::protocol::DisconnectCode::BadRequest,
-            ))
+            .map_or(Viewer::Anonymous, |grant| Viewer::User(grant.user)))
     }
 }

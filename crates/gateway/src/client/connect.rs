@@ -12,6 +12,11 @@
 //! - The reply's `expires`/`ttl` come from the token's `exp`; `refresh` with a new token of
 //!   the same user moves the deadline; without it the connection closes with 3005 a grace
 //!   period after the token expired.
+//! - When some namespace lets anonymous readers in (`HERALD_CHANNELS__PUBLIC__ANONYMOUS`),
+//!   a connect without a token is an anonymous connection: user `""`, its own client id,
+//!   no expiry, no server-side subscription, within the per-address limit of anonymous
+//!   connections (else 3504). It may only subscribe to and read those namespaces; it has
+//!   nothing to refresh (3501). Otherwise a missing token closes with 3500 as above.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +41,9 @@ pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 impl Client {
     pub(super) async fn connect(&mut self, id: u32, request: ConnectRequest) -> Handled {
+        if request.token.is_empty() && self.shared.policy.allows_anonymous() {
+            return self.connect_anonymous(id);
+        }
         let grant = self.check_token(&request.token).await?;
         // A connect retried on the same socket (after a temporary error) keeps its user and
         // client id: the registry already files the connection under them.
@@ -49,7 +57,9 @@ impl Client {
         if let Err(err) = self.admission.assign_user(grant.user) {
             tracing::info!(user = %grant.user, error = %err, "connection refused");
             return Err(Failure::Close(match err {
-                LimitReached::Node | LimitReached::User => DisconnectCode::ConnectionLimit,
+                LimitReached::Node | LimitReached::User | LimitReached::Address => {
+                    DisconnectCode::ConnectionLimit
+                }
             }));
         }
         let client = earlier.map_or_else(ClientId::new, |earlier| earlier.client);
@@ -145,7 +155,10 @@ impl Client {
                 announced: false,
             },
         );
-        self.identity = Some(Identity { grant, info });
+        self.identity = Some(Identity {
+            grant: Some(grant),
+            info,
+        });
         let now = Instant::now();
         self.timers.connect_by = None;
         self.timers.next_ping = Some(now + self.shared.settings.ping_interval);
@@ -163,18 +176,61 @@ impl Client {
         }
     }
 
+    /// A connect without a token, when some namespace admits anonymous readers.
+    fn connect_anonymous(&mut self, id: u32) -> Handled {
+        if self.target.identity().is_some() {
+            // A signed-in connect retried on this socket without its token.
+            return Err(Failure::Close(DisconnectCode::BadRequest));
+        }
+        if let Err(err) = self.admission.assign_anonymous(self.ip) {
+            tracing::info!(error = %err, "anonymous connection refused");
+            return Err(Failure::Close(DisconnectCode::ConnectionLimit));
+        }
+        let info = ClientInfo {
+            user: String::new(),
+            client: ClientId::new().to_string(),
+            conn_info: None,
+            chan_info: None,
+        };
+        self.reply(
+            id,
+            ConnectResult {
+                client: info.client.clone(),
+                version: VERSION.to_owned(),
+                ping: ping_seconds(self.shared.settings.ping_interval),
+                pong: true,
+                ..ConnectResult::default()
+            },
+        );
+        self.identity = Some(Identity { grant: None, info });
+        self.timers.connect_by = None;
+        self.timers.next_ping = Some(Instant::now() + self.shared.settings.ping_interval);
+        Ok(())
+    }
+
     pub(super) async fn refresh(&mut self, id: u32, token: &str) -> Handled {
+        if self
+            .identity
+            .as_ref()
+            .is_some_and(|identity| identity.grant.is_none())
+        {
+            // An anonymous connection never expires: it has no token to refresh.
+            return Err(Failure::Close(DisconnectCode::BadRequest));
+        }
         let grant = self.check_token(token).await?;
         let Some(identity) = self.identity.as_mut() else {
             return Err(Failure::Close(DisconnectCode::BadRequest));
         };
-        if grant.user != identity.grant.user {
+        let Some(current) = identity.grant.as_mut() else {
+            return Err(Failure::Close(DisconnectCode::BadRequest));
+        };
+        if grant.user != current.user {
             tracing::info!("refresh with another user's token");
             return Err(Failure::Close(DisconnectCode::InvalidToken));
         }
         let ttl = grant.ttl();
         let client = identity.info.client.clone();
-        identity.grant = grant;
+        *current = grant;
         self.arm_expiry(ttl);
         self.reply(
             id,

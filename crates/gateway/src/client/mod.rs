@@ -46,6 +46,7 @@ pub async fn websocket(
         return Ok(HttpResponse::ServiceUnavailable().finish());
     }
     let mut response = ws::handshake(&req)?;
+    let ip = shared.settings.trusted_proxies.client_ip(&req);
     let shared = shared.into_inner();
     let limits = &shared.settings.limits;
     let (max_message, close_timeout) = (limits.max_message_size, limits.close_timeout);
@@ -68,7 +69,7 @@ pub async fn websocket(
         );
         match admission {
             Ok(admission) => {
-                let mut client = Client::new(shared, target, admission);
+                let mut client = Client::new(shared, target, admission, ip);
                 futures_util::future::join(writing, client.run(reader)).await;
             }
             Err(err) => {

@@ -1,8 +1,9 @@
 //! `publish`: a client publishes into a channel it is subscribed to.
 //!
 //! Checks, in order: the channel name (107), the connection's rate limit (111, temporary),
-//! the channel table (102; 103 for server-only channels such as `tasks` and the
-//! notification feeds), being subscribed (103), a payload (107). The publication's `info`
+//! the channel table (102; 103 for server-only channels such as `tasks`, the notification
+//! and public feeds, and for anonymous connections everywhere), being subscribed (103), a
+//! payload (107). The publication's `info`
 //! names the author: `{user, client, conn_info: {"name": <username>}}`.
 
 use std::time::Instant;
@@ -22,7 +23,7 @@ impl Client {
         if !self.publish_bucket.try_take() {
             return Err(ErrorCode::TooManyRequests.into());
         }
-        let options = self.shared.policy.publish(&channel)?;
+        let options = self.shared.policy.publish(&channel, self.viewer()?)?;
         if !self.subs.contains_key(&channel) {
             return Err(ErrorCode::PermissionDenied.into());
         }

@@ -1,5 +1,7 @@
 //! `presence`, `presence_stats` and `history`: reads of a channel the user may see (the
 //! channel table's read rule; 108 when the namespace keeps no presence or history).
+//! Anonymous connections read the history of the namespaces open to them; presence is 103
+//! for them.
 //!
 //! History limits: `limit` 0 returns only the stream position, a negative limit everything
 //! kept, and any limit is capped at the configured maximum (300). A `since` from another
@@ -18,13 +20,18 @@ use crate::policy::ChannelOptions;
 impl Client {
     fn readable(&self, raw: &str) -> Result<(ChannelName, ChannelOptions), Failure> {
         let channel = parse_channel(raw)?;
-        let user = self.user()?;
-        let options = self.shared.policy.read(&channel, &user)?;
+        let options = self.shared.policy.read(&channel, self.viewer()?)?;
+        Ok((channel, options))
+    }
+
+    fn presence_readable(&self, raw: &str) -> Result<(ChannelName, ChannelOptions), Failure> {
+        let channel = parse_channel(raw)?;
+        let options = self.shared.policy.presence(&channel, self.viewer()?)?;
         Ok((channel, options))
     }
 
     pub(super) async fn presence(&mut self, id: u32, raw: &str) -> Handled {
-        let (channel, options) = self.readable(raw)?;
+        let (channel, options) = self.presence_readable(raw)?;
         if !options.presence {
             return Err(ErrorCode::NotAvailable.into());
         }
@@ -39,7 +46,7 @@ impl Client {
     }
 
     pub(super) async fn presence_stats(&mut self, id: u32, raw: &str) -> Handled {
-        let (channel, options) = self.readable(raw)?;
+        let (channel, options) = self.presence_readable(raw)?;
         if !options.presence {
             return Err(ErrorCode::NotAvailable.into());
         }

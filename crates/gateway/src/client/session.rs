@@ -6,6 +6,7 @@
 //! broker call is bounded by the broker's own time-outs, so a command never hangs.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,12 +47,13 @@ impl From<ErrorCode> for Failure {
 /// What a command handler returns.
 pub(super) type Handled = Result<(), Failure>;
 
-/// The authenticated side of a connection.
+/// Who a connected connection is.
 #[derive(Debug)]
 pub(super) struct Identity {
-    /// The token in force.
-    pub grant: Grant,
-    /// `{user, client, conn_info: {"name"}}`: publication info, presence, joins.
+    /// The token in force; `None` for an anonymous connection (no token, no expiry).
+    pub grant: Option<Grant>,
+    /// `{user, client, conn_info: {"name"}}`: publication info, presence, joins. An
+    /// anonymous connection's user is `""`.
     pub info: ClientInfo,
 }
 
@@ -60,6 +62,9 @@ pub(super) struct Client {
     pub shared: Arc<Shared>,
     pub target: Arc<Target>,
     pub admission: Admission,
+    /// The client's address (behind trusted proxies, the forwarded one): anonymous
+    /// connections are limited per address.
+    pub ip: IpAddr,
     /// `None` until `connect` succeeds.
     pub identity: Option<Identity>,
     /// Subscriptions, server-side ones included.
@@ -100,7 +105,7 @@ impl Timers {
 }
 
 impl Client {
-    pub fn new(shared: Arc<Shared>, target: Arc<Target>, admission: Admission) -> Self {
+    pub fn new(shared: Arc<Shared>, target: Arc<Target>, admission: Admission, ip: IpAddr) -> Self {
         let limits = &shared.settings.limits;
         let publish_bucket = TokenBucket::new(limits.publish_rate, limits.publish_burst);
         let timers = Timers {
@@ -111,6 +116,7 @@ impl Client {
             shared,
             target,
             admission,
+            ip,
             identity: None,
             subs: HashMap::new(),
             publish_bucket,

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod anonymous;
 mod api;
 mod cluster;
 mod drain;
