@@ -109,15 +109,16 @@ async function waitReady(base, name) {
 
 /** The running services of one suite. */
 export class Herald {
-  static async start() {
+  /** Starts auth and a gateway; `gatewayEnv` adds settings of the gateway (`HERALD_*`). */
+  static async start({ gatewayEnv = {} } = {}) {
     const herald = new Herald();
-    await herald.#start();
+    await herald.#start(gatewayEnv);
     return herald;
   }
 
   #children = [];
 
-  async #start() {
+  async #start(extraGatewayEnv) {
     this.prefix = `sdk:${randomBytes(6).toString('hex')}:`;
     this.database = `herald_sdk_${randomBytes(6).toString('hex')}`;
     psql(`CREATE DATABASE ${this.database}`);
@@ -143,7 +144,7 @@ export class Herald {
     this.gateway = `http://127.0.0.1:${gatewayPort}`;
     this.websocket = `ws://127.0.0.1:${gatewayPort}/connection/websocket`;
     // A short drain window: stopping the suite's gateway closes its clients within a second.
-    this.gatewayEnv = { ...common, HERALD_WEB_DIR: '/nonexistent', HERALD_DRAIN_WINDOW: '1' };
+    this.gatewayEnv = { ...common, HERALD_WEB_DIR: '/nonexistent', HERALD_DRAIN_WINDOW: '1', ...extraGatewayEnv };
     this.#children.push(start('herald-auth', [], { ...authEnv, HERALD_LISTEN: `127.0.0.1:${authPort}` }, 'herald-auth'));
     this.#children.push(
       start('herald-gateway', [], { ...this.gatewayEnv, HERALD_LISTEN: `127.0.0.1:${gatewayPort}` }, 'herald-gateway'),
@@ -211,6 +212,16 @@ export class Herald {
       env: { ...process.env, RUST_LOG: 'warn', ...this.gatewayEnv },
     });
     return JSON.parse(out.toString());
+  }
+
+  /** Publishes `data` to `channel` through the server API (`/api/publish`); the gateway must
+   * have been started with `HERALD_API_KEY`. */
+  async apiPublish(channel, data) {
+    const answer = await this.#post(`${this.gateway}/api/publish`, { channel, data }, {
+      'x-api-key': this.gatewayEnv.HERALD_API_KEY,
+    });
+    if (answer.error) throw new Error(`/api/publish ${channel}: ${JSON.stringify(answer.error)}`);
+    return answer.result;
   }
 
   /** An SDK client of `user`, fetching tokens from auth when it needs one. */
