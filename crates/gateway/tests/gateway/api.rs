@@ -400,7 +400,14 @@ async fn two_nodes_answer_as_one_system() {
         },
     )
     .await;
-    let only = api(&one, "channels", json!({"pattern": "chat:api-cluster-?"})).await;
+    // Node one knows node two's channels once node two's announcement reached it.
+    let only = eventually(
+        &one,
+        "channels",
+        json!({"pattern": "chat:api-cluster-?"}),
+        |r| r["channels"]["chat:api-cluster-2"]["num_clients"] == 1,
+    )
+    .await;
     assert_eq!(only["channels"].as_object().unwrap().len(), 1, "{only}");
 
     // A publication through node one reaches node two's client; presence and history agree.

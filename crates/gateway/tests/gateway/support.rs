@@ -145,6 +145,8 @@ pub enum Ending {
 pub struct WsClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     inbox: VecDeque<Value>,
+    /// Lines of a simple endpoint's frame not read yet (a frame may carry several).
+    lines: VecDeque<String>,
     next_id: u32,
     pub answer_pings: bool,
     pub pings_seen: usize,
@@ -160,6 +162,7 @@ impl WsClient {
         Self {
             ws,
             inbox: VecDeque::new(),
+            lines: VecDeque::new(),
             next_id: 0,
             answer_pings: true,
             pings_seen: 0,
@@ -305,13 +308,17 @@ impl WsClient {
     /// The next line of a simple endpoint, whatever it is.
     pub async fn next_any_line(&mut self) -> String {
         loop {
+            if let Some(line) = self.lines.pop_front() {
+                return line;
+            }
             let frame = tokio::time::timeout(WAIT, self.ws.next())
                 .await
                 .expect("timed out waiting for a line")
                 .expect("connection ended")
                 .expect("websocket error");
             match frame {
-                Message::Text(text) => return text.to_string(),
+                // The gateway joins queued lines into one frame with `\n`.
+                Message::Text(text) => self.lines.extend(text.split('\n').map(str::to_owned)),
                 Message::Close(close) => panic!("connection closed: {close:?}"),
                 _ => {}
             }
