@@ -11,7 +11,8 @@
 //! - [`AuthState::build`], then [`configure`]: the routes, mounted on any actix-web app;
 //! - [`spawn_background`]: key publication and clean-up loops;
 //! - [`AuthState::readiness`]: the database check for `/readyz`;
-//! - [`Application`]: the standalone process (`build`, `port`, `run_until_stopped`).
+//! - `AuthState` is a [`herald_service::Service`], so the shared runner serves it alone
+//!   ([`Application`], the standalone process) or beside the others (`herald`).
 //!
 //! Layout: [`settings`] · [`domain`] (parsed usernames and passwords) · [`password`]
 //! (argon2id) · [`tokens`] (refresh tokens) · [`keys`] (signing keys, rotation, publication)
@@ -29,9 +30,10 @@ pub mod state;
 pub mod store;
 pub mod tokens;
 
+use actix_web::web;
 use anyhow::Context as _;
 use herald_broker::Broker;
-use herald_service::Standalone;
+use herald_service::{Background, Component, Context, Readiness, Service};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use crate::{
@@ -67,51 +69,43 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The standalone `herald-auth` process: its own HTTP server with the per-process endpoints
-/// (`/healthz`, `/readyz`, `/metrics`).
-#[derive(Debug)]
-pub struct Application {
-    server: Standalone,
-    state: AuthState,
+/// The standalone `herald-auth` process: auth alone on the shared runner, with the
+/// per-process endpoints (`/healthz`, `/readyz`, `/metrics`).
+pub type Application = herald_service::Application<AuthState>;
+
+impl Component for AuthState {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        configure(cfg, self);
+    }
+
+    fn readiness(&self) -> Readiness {
+        AuthState::readiness(self)
+    }
 }
 
-impl Application {
-    /// Connects the broker from `settings`, then [`Self::build_with_broker`].
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let broker = broker_from_settings(&settings)?;
-        Self::build_with_broker(settings, broker).await
+impl Service for AuthState {
+    type Settings = Settings;
+
+    fn listen(settings: &Settings) -> &str {
+        &settings.listen
     }
 
-    /// Builds the state, binds the listener and starts the background loops; requests are
-    /// served once [`Self::run_until_stopped`] is awaited.
-    pub async fn build_with_broker(settings: Settings, broker: Broker) -> anyhow::Result<Self> {
-        let state = AuthState::build(&settings, broker).await?;
-        let app_state = state.clone();
-        let server = Standalone::start(&settings.listen, state.readiness(), None, move |cfg| {
-            configure(cfg, &app_state);
-        })?;
-        spawn_background(&state, server.tracker(), server.shutdown_token());
-        Ok(Self { server, state })
+    fn broker(settings: &Settings) -> anyhow::Result<Broker> {
+        broker_from_settings(settings)
     }
 
-    /// The bound port (useful with port 0).
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// The service state (tests reach the store and keys through it).
-    pub fn state(&self) -> &AuthState {
-        &self.state
-    }
-
-    /// Cancelling this token stops the server and the background loops.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.server.shutdown_token()
-    }
-
-    /// Serves until SIGTERM/SIGINT (or [`Self::shutdown_token`] is cancelled), lets in-flight
-    /// requests finish, then waits for the background loops.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.run_until_stopped().await
+    /// [`AuthState::build`] (auth signs with its own keys and verifies with its own
+    /// verifier; the context's is not used), with [`AuthState::spawn_background`].
+    async fn build(settings: &Settings, context: &Context) -> anyhow::Result<(Self, Background)> {
+        let state = AuthState::build(settings, context.broker.clone()).await?;
+        let loops = state.clone();
+        Ok((
+            state,
+            Background::new(move |tracker, shutdown| loops.spawn_background(tracker, shutdown)),
+        ))
     }
 }

@@ -1,8 +1,8 @@
 //! `herald-auth`: runs the auth service as its own process, or applies its migrations.
 
 use clap::{Parser, Subcommand};
-use herald_auth::{Application, Settings};
-use herald_service::{ConfigArgs, config, telemetry};
+use herald_auth::{AuthState, Settings};
+use herald_service::{ConfigArgs, config, standalone, telemetry};
 
 /// Herald's accounts and tokens service (default port 8082).
 ///
@@ -36,11 +36,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("herald-auth");
     let settings: Settings = config::load(cli.config.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let app = Application::build(settings).await?;
-            tracing::info!(port = app.port(), "herald-auth listening");
-            app.run_until_stopped().await
-        }
+        Command::Serve => standalone::serve::<AuthState>("herald-auth", settings).await,
         Command::Migrate => {
             herald_auth::migrate(&settings).await?;
             tracing::info!("migrations applied");

@@ -1,18 +1,13 @@
 //! `herald-gateway`: the WebSocket edge (design sections 2, 3 and 6).
 //!
 //! The library exports what the `herald-gateway` binary, the embedded `herald` binary and the
-//! tests compose (design section 1). State is built once:
-//!
-//! ```ignore
-//! let gateway = Gateway::new(settings, broker, verifier);   // inside a Tokio runtime
-//! gateway.spawn_background(&tracker, shutdown.clone());       // fan-out, metrics, announcements
-//! // on SIGTERM: gateway.drain().await, then shutdown.cancel()
-//! transport::server::serve(listener, options, move || {                   // WebSocket upgrades need it
-//!     App::new().configure(|cfg| gateway.configure(cfg))      // routes, on any actix-web app
-//!               .configure(|cfg| gateway.configure_web_client(cfg)) // `/` last: it matches everything
-//! })
-//! ```
-//! [`Application`] is the standalone process (`build`, `port`, `run_until_stopped`).
+//! tests compose (design section 1): [`Gateway`] is a [`herald_service::Service`] like every
+//! other service, so the shared runner serves it alone ([`Application`], the standalone
+//! process) or beside the others (`herald`). Its routes go on any app served by
+//! [`herald_service::server`], the server whose upgrade hook runs WebSockets on the bare
+//! socket; its web client is mounted last (it matches every path); the first SIGTERM drains
+//! it ([`Gateway::drain`]) and a stop closes its connections with 3001 before the server
+//! stops.
 //!
 //! Layout, from the socket down to Redis:
 //! - [`client`]: `/connection/websocket`, the Centrifugo client protocol v2 (JSON);
@@ -25,8 +20,8 @@
 //!   connection, and the task that turns broker events into deliveries;
 //! - [`policy`]: the channel table; [`token`]: tokens at the edge; [`origin`]: the Origin
 //!   allow-list; [`registry`]: connection limits and the user index; [`ratelimit`];
-//! - [`ws`]: WebSocket connections on the bare socket; [`server`]: the HTTP server that
-//!   hands upgrades to them (every composition that serves the gateway uses it);
+//! - [`transport`]: WebSocket connections on the bare socket, handed over by the HTTP
+//!   server's upgrade hook;
 //! - [`settings`], [`metrics`], [`web`] (`/docs` and the web client), [`state`].
 
 pub mod api;
@@ -47,20 +42,21 @@ pub mod token;
 pub mod transport;
 pub mod web;
 
-mod app;
 mod trace;
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use actix_web::web as actix;
+use anyhow::Context as _;
+use futures_util::future::BoxFuture;
 use herald_broker::Broker;
 use herald_common::protocol::{Disconnect, DisconnectCode};
-use herald_service::{Readiness, TokenVerifier};
+use herald_service::tokens::{BrokerKeySource, DEFAULT_REFETCH_INTERVAL, DEFAULT_REFRESH_INTERVAL};
+use herald_service::{Background, Component, Context, Readiness, Service, TokenVerifier};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use app::Application;
 pub use metrics::StatsSnapshot;
 pub use settings::{DEFAULT_LISTEN, Settings};
 
@@ -218,23 +214,11 @@ impl Gateway {
         tracing::info!(remaining = shared.registry.len(), "drained; stopping");
     }
 
-    /// Stops `server` once `shutdown` fires: every connection is closed with 3001 first and
-    /// awaited (at most the close timeout), because WebSocket connections run in tasks of
-    /// their own that the server's graceful stop does not wait for ([`server`]). Spawn it
-    /// next to the server instead of `herald_service::shutdown::stop_server_on`.
-    pub async fn stop_server_on(
-        self,
-        shutdown: CancellationToken,
-        server: actix_web::dev::ServerHandle,
-    ) {
-        shutdown.cancelled().await;
-        self.close_all_and_wait().await;
-        server.stop(true).await;
-    }
-
     /// Closes every connection with 3001 and waits until they are gone, at most the close
-    /// timeout.
-    async fn close_all_and_wait(&self) {
+    /// timeout. The process runs it before its HTTP server stops
+    /// ([`Component::before_stop`]), because WebSocket connections run in tasks of their own
+    /// that the server's graceful stop does not wait for ([`herald_service::server`]).
+    pub async fn close_all_and_wait(&self) {
         self.close_all(DisconnectCode::Shutdown.to_disconnect());
         let deadline = tokio::time::Instant::now() + self.shared.settings.limits.close_timeout;
         while !self.shared.registry.is_empty() && tokio::time::Instant::now() < deadline {
@@ -265,6 +249,84 @@ impl Gateway {
     /// Channels with at least one local subscriber.
     pub fn channel_count(&self) -> usize {
         self.shared.hub.channel_count()
+    }
+}
+
+/// The standalone `herald-gateway` process: the gateway alone on the shared runner, with the
+/// per-process endpoints (`/healthz`, `/readyz`, `/metrics`).
+pub type Application = herald_service::Application<Gateway>;
+
+impl Component for Gateway {
+    fn name(&self) -> &'static str {
+        "gateway"
+    }
+
+    fn configure(&self, cfg: &mut actix::ServiceConfig) {
+        Gateway::configure(self, cfg);
+    }
+
+    /// The web client at `/`.
+    fn configure_fallback(&self, cfg: &mut actix::ServiceConfig) {
+        self.configure_web_client(cfg);
+    }
+
+    fn readiness(&self) -> Readiness {
+        Gateway::readiness(self)
+    }
+
+    fn drain(&self) -> BoxFuture<'static, ()> {
+        let gateway = self.clone();
+        Box::pin(async move { gateway.drain().await })
+    }
+
+    fn before_stop(&self) -> BoxFuture<'static, ()> {
+        let gateway = self.clone();
+        Box::pin(async move { gateway.close_all_and_wait().await })
+    }
+}
+
+impl Service for Gateway {
+    type Settings = Settings;
+
+    fn listen(settings: &Settings) -> &str {
+        &settings.listen
+    }
+
+    fn workers(settings: &Settings) -> Option<usize> {
+        settings.workers
+    }
+
+    fn broker(settings: &Settings) -> anyhow::Result<Broker> {
+        let redis = herald_broker::RedisConfig::new(settings.redis_url.expose().clone())
+            .with_prefix(settings.redis_prefix.clone());
+        Broker::redis(&redis).context("redis configuration")
+    }
+
+    /// [`Gateway::new`] over the context's broker and verifier; without a verifier in the
+    /// context, one over the key set auth publishes through the broker, read again every
+    /// [`DEFAULT_REFRESH_INTERVAL`] in the background.
+    async fn build(settings: &Settings, context: &Context) -> anyhow::Result<(Self, Background)> {
+        let (verifier, own) = match &context.verifier {
+            Some(shared) => (shared.clone(), None),
+            None => {
+                let own = TokenVerifier::new(
+                    settings.jwt.verifier().context("token settings")?,
+                    BrokerKeySource::new(context.broker.clone()),
+                    DEFAULT_REFETCH_INTERVAL,
+                );
+                (own.clone(), Some(own))
+            }
+        };
+        let gateway = Gateway::new(settings.clone(), context.broker.clone(), verifier);
+        let loops = gateway.clone();
+        let mut background =
+            Background::new(move |tracker, shutdown| loops.spawn_background(tracker, shutdown));
+        if let Some(own) = own {
+            background = background.and(Background::new(move |tracker, shutdown| {
+                tracker.spawn(own.run(DEFAULT_REFRESH_INTERVAL, shutdown));
+            }));
+        }
+        Ok((gateway, background))
     }
 }
 

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use herald_broker::{Broker, PublishRequest, RedisConfig};
 use herald_common::channel::ChannelName;
 use herald_gateway::policy::ChannelPolicy;
-use herald_gateway::{Application, Settings};
-use herald_service::ConfigArgs;
+use herald_gateway::{Gateway, Settings};
+use herald_service::{ConfigArgs, standalone};
 use serde_json::value::RawValue;
 
 /// The WebSocket edge of Herald (default port 8080): the Centrifugo client protocol v2
@@ -51,26 +51,9 @@ async fn main() -> anyhow::Result<()> {
     herald_service::telemetry::init("herald-gateway");
     let settings = Settings::load(cli.config.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings).await,
+        Command::Serve => standalone::serve::<Gateway>("herald-gateway", settings).await,
         Command::Publish { channel, data } => publish(&settings, channel, data).await,
     }
-}
-
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings).await?;
-    tracing::info!(port = app.port(), "herald-gateway listening");
-    let drain = app.drain_token();
-    let shutdown = app.shutdown_token();
-    actix_web::rt::spawn(async move {
-        // The first signal drains (HERALD_DRAIN_WINDOW); a second one stops at once.
-        herald_service::shutdown::wait_for_signal().await;
-        drain.cancel();
-        herald_service::shutdown::wait_for_signal().await;
-        shutdown.cancel();
-    });
-    let stopped = app.run_until_stopped().await;
-    herald_service::telemetry::flush();
-    stopped
 }
 
 async fn publish(settings: &Settings, channel: String, data: String) -> anyhow::Result<()> {

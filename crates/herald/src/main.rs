@@ -1,36 +1,28 @@
 //! `herald`: the embedded mode (design sections 1 and 8). Auth, tasks-api, notifier and
-//! gateway in one process on one port, composed from each service's `configure` and
-//! `spawn_background`, sharing one broker (in memory unless `--redis-url`) and one database
-//! (a SQLite file unless `--database-url`), with one set of `/healthz`, `/readyz` and
-//! `/metrics`. The public paths are the distributed mode's.
+//! gateway in one process on one port: the four [`herald_service::Service`]s on the one
+//! runner the standalone binaries use ([`Composition`]), sharing one broker (in memory unless
+//! `--redis-url`) and one database (a SQLite file unless `--database-url`), with one set of
+//! `/healthz`, `/readyz` (one check per service) and `/metrics`. The public paths are the
+//! distributed mode's; stopping is the gateway's (the first signal drains, a second stops at
+//! once).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use actix_web::middleware::from_fn;
-use actix_web::{App, web};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use herald_auth::AuthState;
 use herald_broker::{Broker, RedisConfig};
 use herald_gateway::Gateway;
-use herald_gateway::transport::server::{self as gateway_server, ServerOptions};
 use herald_notifier::Notifier;
-use herald_service::health::CheckStatus;
-use herald_service::{
-    ConfigArgs, Readiness, Secret, config, configure_ops, error::not_found, metrics, shutdown,
-};
+use herald_service::{Composition, ConfigArgs, Context, Secret, config};
 use herald_tasks_api::TasksApi;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Default database of the embedded mode: a SQLite file beside the working directory.
 const DEFAULT_DATABASE_URL: &str = "sqlite://./herald-data/herald.db";
 
 /// Name of the signing key file kept beside a SQLite database.
 const SIGNING_KEY_FILE: &str = "signing-key.pem";
-
-/// Longest graceful stop of the HTTP server once connections were told to go.
-const SERVER_SHUTDOWN_SECS: u64 = 10;
 
 /// Herald in one process: auth, tasks-api, notifier and gateway on one port, with the
 /// in-memory broker and a SQLite file by default.
@@ -239,115 +231,34 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     settings.migrate().await?;
     ensure_local_signing_key(&mut settings.auth, &settings.database_url)?;
-    let broker = settings.broker()?;
-    let metrics = metrics::install().context("installing the metrics recorder")?;
+    let mut context = Context::new(settings.broker()?);
 
-    let auth = herald_auth::AuthState::build(&settings.auth, broker.clone())
+    // The four services, built the same way, on the one runner. With several components
+    // `/readyz` has one check per service, named after it.
+    let mut herald = Composition::new();
+    let auth = herald
+        .build::<AuthState>(&settings.auth, &context)
         .await
         .context("starting auth")?;
-    let tasks = TasksApi::build(&settings.tasks, broker.clone())
+    // Auth's verifier follows the key set it publishes, so the others accept new keys at once.
+    context = context.with_verifier(auth.verifier().clone());
+    herald
+        .build::<TasksApi>(&settings.tasks, &context)
         .await
         .context("starting tasks-api")?;
-    let notifier = Notifier::new(&settings.notifier, broker.clone());
-    // Auth's verifier follows the key set it publishes, so the gateway accepts new keys at once.
-    let gateway = Gateway::new(
-        settings.gateway.clone(),
-        broker.clone(),
-        auth.verifier().clone(),
-    );
-
-    // One `/readyz` for the four services, each under its own name (their own checks have
-    // the same names, `database` and `redis`, and would hide one another).
-    let readiness = Readiness::new()
-        .merge(per_service("auth", auth.readiness()))
-        .merge(per_service("tasks_api", tasks.readiness()))
-        .merge(per_service("notifier", notifier.readiness()))
-        .merge(per_service("gateway", gateway.readiness()));
-
-    let listener = TcpListener::bind(&settings.gateway.listen)
-        .with_context(|| format!("binding {}", settings.gateway.listen))?;
-    let address = listener.local_addr()?;
-
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    auth.spawn_background(&tracker, shutdown.clone());
-    tasks.spawn_background(&tracker, shutdown.clone());
-    notifier.spawn_background(&tracker, shutdown.clone());
-    gateway.spawn_background(&tracker, shutdown.clone());
-
-    let (app_auth, app_tasks, app_notifier, app_gateway) = (
-        auth.clone(),
-        tasks.clone(),
-        notifier.clone(),
-        gateway.clone(),
-    );
-    let options = ServerOptions {
-        workers: settings.gateway.workers,
-        shutdown_timeout_secs: SERVER_SHUTDOWN_SECS,
-    };
-    // The gateway's server: WebSocket upgrades run on the bare socket (herald_gateway::transport::ws).
-    let server = gateway_server::serve(listener, options, move || {
-        let (readiness, metrics) = (readiness.clone(), metrics.clone());
-        App::new()
-            .wrap(from_fn(metrics::http_metrics))
-            .wrap(from_fn(herald_service::trace::http_trace))
-            .configure(move |cfg| configure_ops(cfg, readiness, metrics))
-            .configure(|cfg| herald_auth::configure(cfg, &app_auth))
-            .configure(|cfg| app_tasks.configure(cfg))
-            .configure(|cfg| herald_notifier::configure(cfg, &app_notifier))
-            .configure(|cfg| app_gateway.configure(cfg))
-            // Last: the web client's folder matches every path.
-            .configure(|cfg| app_gateway.configure_web_client(cfg))
-            .default_service(web::to(not_found))
-    })?;
-    tracker.spawn(
-        gateway
-            .clone()
-            .stop_server_on(shutdown.clone(), server.handle()),
-    );
-    let on_signal = shutdown.clone();
-    tracker.spawn(async move {
-        tokio::select! {
-            () = shutdown::wait_for_signal() => on_signal.cancel(),
-            () = on_signal.cancelled() => {}
-        }
-    });
-
-    tracing::info!(addr = %address, "herald listening");
-    print_banner(address, &settings);
-
-    let result = server.await;
-    shutdown.cancel();
-    tracker.close();
-    if tokio::time::timeout(Duration::from_secs(SERVER_SHUTDOWN_SECS), tracker.wait())
+    herald
+        .build::<Notifier>(&settings.notifier, &context)
         .await
-        .is_err()
-    {
-        tracing::warn!("background tasks did not stop in time");
-    }
-    herald_service::telemetry::flush();
-    Ok(result?)
-}
+        .context("starting the notifier")?;
+    herald
+        .build::<Gateway>(&settings.gateway, &context)
+        .await
+        .context("starting the gateway")?;
 
-/// The checks of one service as a single check named after it; the reason of a failure
-/// names the service's failed checks.
-fn per_service(name: &'static str, checks: Readiness) -> Readiness {
-    Readiness::new().with_check(name, move || {
-        let checks = checks.clone();
-        async move {
-            let report = checks.report().await;
-            if report.is_ready() {
-                return Ok(());
-            }
-            let failed: Vec<String> = report
-                .checks
-                .iter()
-                .filter(|(_, status)| **status != CheckStatus::Ok)
-                .map(|(check, status)| format!("{check}: {status:?}"))
-                .collect();
-            Err(failed.join(", "))
-        }
-    })
+    let process = herald.start(&settings.gateway.listen, settings.gateway.workers)?;
+    tracing::info!(addr = %process.address(), "herald listening");
+    print_banner(process.address(), &settings);
+    process.run_until_stopped().await
 }
 
 /// What a person starting `herald` needs to know, on stdout.

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use herald_broker::Broker;
-use herald_common::auth::{Verifier, VerifierConfig};
-use herald_service::{Secret, TokenVerifier};
+use herald_service::{Context, Secret};
 use herald_test_support::{SqliteFile, TokenMinter};
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
@@ -249,7 +248,7 @@ impl Herald {
         };
         tasks_settings.outbox.poll_interval = Duration::from_millis(100);
         let tasks =
-            herald_tasks_api::Application::build_with_broker(tasks_settings, broker.clone())
+            herald_tasks_api::Application::build_with(tasks_settings, Context::new(broker.clone()))
                 .await
                 .expect("start tasks-api");
         let tasks_port = tasks.port();
@@ -261,10 +260,12 @@ impl Herald {
             ..herald_notifier::Settings::default()
         };
         notifier_settings.notifier.block = Duration::from_millis(100);
-        let notifier =
-            herald_notifier::Application::build_with_broker(notifier_settings, broker.clone())
-                .await
-                .expect("start the notifier");
+        let notifier = herald_notifier::Application::build_with(
+            notifier_settings,
+            Context::new(broker.clone()),
+        )
+        .await
+        .expect("start the notifier");
         shutdowns.push(notifier.shutdown_token());
         tokio::spawn(notifier.run_until_stopped());
 
@@ -276,12 +277,8 @@ impl Herald {
                 web_dir: "/nonexistent".into(),
                 ..herald_gateway::Settings::default()
             };
-            let verifier = TokenVerifier::from_broker(
-                Verifier::new(VerifierConfig::default()),
-                broker.clone(),
-            );
             let gateway =
-                herald_gateway::Application::build_with(settings, broker.clone(), verifier)
+                herald_gateway::Application::build_with(settings, Context::new(broker.clone()))
                     .await
                     .expect("start a gateway");
             gateways.push(GatewayNode {

@@ -77,3 +77,38 @@ async fn herald_started_outside_the_checkout_serves_its_web_client() {
     child.kill().await.unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn herald_serves_every_services_routes_and_one_readyz_with_a_check_per_service() {
+    let dir = std::env::temp_dir().join(format!("herald-composed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut child, url) = start_in(&dir).await;
+    let status = |path: &'static str| {
+        let url = format!("{url}{path}");
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+
+    // auth, tasks-api and the gateway each answer their own paths on the one port.
+    assert_eq!(status("/auth/jwks.json").await, 200);
+    assert_eq!(status("/openapi/auth.json").await, 200);
+    assert_eq!(status("/openapi/tasks.json").await, 200);
+    assert_eq!(status("/tasks").await, 401, "tasks-api asks for a token");
+    assert_eq!(status("/docs/").await, 200);
+    assert_eq!(
+        status("/connection/websocket").await,
+        400,
+        "the gateway refuses a GET that is no WebSocket handshake"
+    );
+
+    let readyz = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), 200);
+    let report: serde_json::Value = readyz.json().await.unwrap();
+    assert_eq!(
+        report["checks"],
+        serde_json::json!({"auth": "ok", "tasks_api": "ok", "notifier": "ok", "gateway": "ok"}),
+        "{report}"
+    );
+
+    child.kill().await.unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

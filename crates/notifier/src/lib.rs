@@ -13,7 +13,8 @@
 //!   the per-process `/healthz`, `/readyz` and `/metrics`);
 //! - [`Notifier::spawn_background`]: the consumer loop;
 //! - [`Notifier::readiness`]: the Redis check for `/readyz`;
-//! - [`Application`]: the standalone process (`build`, `port`, `run_until_stopped`).
+//! - `Notifier` is a [`herald_service::Service`], so the shared runner serves it alone
+//!   ([`Application`], the standalone process) or beside the others (`herald`).
 //!
 //! Layout: [`settings`] · [`notify`] (what an event publishes, as data) · [`consumer`]
 //! (the loop: read, claim, publish, acknowledge) · [`state`].
@@ -25,8 +26,7 @@ pub mod state;
 
 use actix_web::web;
 use herald_broker::Broker;
-use herald_service::Standalone;
-use tokio_util::sync::CancellationToken;
+use herald_service::{Background, Component, Context, Readiness, Service};
 
 pub use crate::{
     settings::{DEFAULT_LISTEN, Settings},
@@ -46,56 +46,48 @@ pub fn broker_from_settings(settings: &Settings) -> anyhow::Result<Broker> {
     )
 }
 
-/// The standalone `herald-notifier` process: the consumer loop and an HTTP server with the
-/// per-process endpoints (`/healthz`, `/readyz`, `/metrics`).
-#[derive(Debug)]
-pub struct Application {
-    server: Standalone,
-    notifier: Notifier,
+/// The standalone `herald-notifier` process: the consumer loop on the shared runner, with
+/// the per-process endpoints (`/healthz`, `/readyz`, `/metrics`).
+pub type Application = herald_service::Application<Notifier>;
+
+impl Component for Notifier {
+    fn name(&self) -> &'static str {
+        "notifier"
+    }
+
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        configure(cfg, self);
+    }
+
+    fn readiness(&self) -> Readiness {
+        Notifier::readiness(self)
+    }
 }
 
-impl Application {
-    /// Connects the broker from `settings`, then [`Self::build_with_broker`].
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let broker = broker_from_settings(&settings)?;
-        Self::build_with_broker(settings, broker).await
+impl Service for Notifier {
+    type Settings = Settings;
+
+    fn listen(settings: &Settings) -> &str {
+        &settings.listen
     }
 
-    /// Binds the listener and starts the consumer loop.
-    pub async fn build_with_broker(settings: Settings, broker: Broker) -> anyhow::Result<Self> {
-        let notifier = Notifier::new(&settings, broker);
-        let app_notifier = notifier.clone();
-        // One worker: the server only answers health checks and scrapes.
-        let server = Standalone::start(
-            &settings.listen,
-            notifier.readiness(),
-            Some(1),
-            move |cfg| {
-                configure(cfg, &app_notifier);
-            },
-        )?;
-        notifier.spawn_background(server.tracker(), server.shutdown_token());
-        Ok(Self { server, notifier })
+    /// One worker: the server only answers health checks and scrapes.
+    fn workers(_settings: &Settings) -> Option<usize> {
+        Some(1)
     }
 
-    /// The bound port (useful with port 0).
-    pub fn port(&self) -> u16 {
-        self.server.port()
+    fn broker(settings: &Settings) -> anyhow::Result<Broker> {
+        broker_from_settings(settings)
     }
 
-    /// The notifier.
-    pub fn notifier(&self) -> &Notifier {
-        &self.notifier
-    }
-
-    /// Cancelling this token stops the server and the consumer loop.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.server.shutdown_token()
-    }
-
-    /// Runs until SIGTERM/SIGINT (or [`Self::shutdown_token`] is cancelled); the consumer
-    /// finishes the event in hand before this returns.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.run_until_stopped().await
+    /// [`Notifier::new`] over the context's broker, with [`Notifier::spawn_background`].
+    async fn build(settings: &Settings, context: &Context) -> anyhow::Result<(Self, Background)> {
+        let notifier = Notifier::new(settings, context.broker.clone());
+        tracing::info!(consumer = notifier.consumer(), "notifier built");
+        let loops = notifier.clone();
+        Ok((
+            notifier,
+            Background::new(move |tracker, shutdown| loops.spawn_background(tracker, shutdown)),
+        ))
     }
 }

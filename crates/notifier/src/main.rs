@@ -1,8 +1,8 @@
 //! `herald-notifier`: runs the notifier as its own process.
 
 use clap::Parser;
-use herald_notifier::{Application, Settings};
-use herald_service::{ConfigArgs, config, telemetry};
+use herald_notifier::{Notifier, Settings};
+use herald_service::{ConfigArgs, config, standalone, telemetry};
 
 /// Herald's notifier: turns task events into notifications (health and metrics on port 8083).
 ///
@@ -23,11 +23,5 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init("herald-notifier");
     let settings: Settings = config::load(cli.config.config.as_deref())?;
-    let app = Application::build(settings).await?;
-    tracing::info!(
-        port = app.port(),
-        consumer = app.notifier().consumer(),
-        "herald-notifier listening"
-    );
-    app.run_until_stopped().await
+    standalone::serve::<Notifier>("herald-notifier", settings).await
 }

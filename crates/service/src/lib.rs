@@ -19,12 +19,18 @@
 //!   the [`Authenticated`] extractor for REST handlers.
 //! - [`openapi`]: the OpenAPI document of routes declared with `utoipa-actix-web`, and its
 //!   `GET` handler.
-//! - [`standalone`]: [`Standalone`], the HTTP server, shutdown token and task tracker of a
-//!   service running as its own process, and the broker its settings ask for.
+//! - [`component`]: one way to compose a service: the [`Component`] trait (routes,
+//!   readiness, drain and stop), its [`Background`] loops, the [`Context`] a process shares,
+//!   and [`Service`], a component built from its settings.
+//! - [`standalone`]: the one runner: a [`Composition`] of components served on one port
+//!   ([`Standalone`]), and [`Application`], one service as its own process.
+//! - [`server`]: the HTTP server every process runs, with connection upgrades (WebSockets)
+//!   taken off the HTTP/1 dispatcher.
 //! - `db` (feature `db`): which database a URL names, the Postgres and SQLite pools, and
 //!   "now" at the stores' precision.
 
 pub mod client_ip;
+pub mod component;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
@@ -33,6 +39,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod secret;
+pub mod server;
 pub mod shutdown;
 pub mod standalone;
 pub mod telemetry;
@@ -40,9 +47,10 @@ pub mod tokens;
 pub mod trace;
 
 pub use client_ip::{ClientIp, TrustedProxies};
+pub use component::{Background, Component, Context, Service};
 pub use config::{ConfigArgs, ConfigError, Environment, ExternalTokenSettings, JwtSettings};
 pub use error::{ApiError, FormOrJson};
 pub use health::{Readiness, configure_ops};
 pub use secret::Secret;
-pub use standalone::Standalone;
+pub use standalone::{Application, Composition, Standalone};
 pub use tokens::{Authenticated, TokenVerifier};

@@ -1,11 +1,11 @@
 //! Shutdown is designed (style rule 8): one [`CancellationToken`] per process, cancelled on
 //! SIGTERM or SIGINT, is handed to every background loop and to the HTTP server.
 //!
-//! actix-web's own signal handling is turned off (`HttpServer::disable_signals`) in favour of
-//! [`stop_server_on`], so that the server, the background loops and (in the gateway) the
-//! sessions all stop from the same token, in the order the service chooses.
+//! The HTTP server's own signal handling is turned off ([`crate::server`]); the runner
+//! ([`crate::standalone`]) listens with [`wait_for_signal`] instead, so that the server,
+//! the background loops and (in the gateway) the sessions all stop from the same token, in
+//! the order the runner chooses.
 
-use actix_web::dev::ServerHandle;
 use tokio_util::sync::CancellationToken;
 
 /// A token cancelled when the process receives SIGTERM or SIGINT (Ctrl-C). Must be called
@@ -43,11 +43,4 @@ pub async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C received, shutting down");
     }
-}
-
-/// Stops `server` gracefully (in-flight requests finish) once `token` is cancelled. Spawn it
-/// next to the server.
-pub async fn stop_server_on(token: CancellationToken, server: ServerHandle) {
-    token.cancelled().await;
-    server.stop(true).await;
 }

@@ -14,7 +14,8 @@
 //!   mounted on any actix-web app;
 //! - [`TasksApi::spawn_background`]: the outbox relay, the sweep and the key refresh;
 //! - [`TasksApi::readiness`]: the database check for `/readyz`;
-//! - [`Application`]: the standalone process (`build`, `port`, `run_until_stopped`).
+//! - `TasksApi` is a [`herald_service::Service`], so the shared runner serves it alone
+//!   ([`Application`], the standalone process) or beside the others (`herald`).
 //!
 //! Layout: [`settings`] · [`domain`] (parsed titles, descriptions, patches; permissions) ·
 //! [`tasks`] (the operations: idempotency, preconditions, events) · [`store`] (Postgres and
@@ -36,8 +37,7 @@ mod sweep;
 use actix_web::web;
 use anyhow::Context as _;
 use herald_broker::Broker;
-use herald_service::Standalone;
-use tokio_util::sync::CancellationToken;
+use herald_service::{Background, Component, Context, Readiness, Service};
 
 pub use crate::{
     routes::{configure, openapi},
@@ -73,56 +73,43 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The standalone `herald-tasks-api` process: its own HTTP server with the per-process
-/// endpoints (`/healthz`, `/readyz`, `/metrics`).
-#[derive(Debug)]
-pub struct Application {
-    server: Standalone,
-    api: TasksApi,
+/// The standalone `herald-tasks-api` process: tasks-api alone on the shared runner, with
+/// the per-process endpoints (`/healthz`, `/readyz`, `/metrics`).
+pub type Application = herald_service::Application<TasksApi>;
+
+impl Component for TasksApi {
+    fn name(&self) -> &'static str {
+        "tasks_api"
+    }
+
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        configure(cfg, self);
+    }
+
+    fn readiness(&self) -> Readiness {
+        TasksApi::readiness(self)
+    }
 }
 
-impl Application {
-    /// Connects the broker from `settings`, then [`Self::build_with_broker`].
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let broker = broker_from_settings(&settings)?;
-        Self::build_with_broker(settings, broker).await
+impl Service for TasksApi {
+    type Settings = Settings;
+
+    fn listen(settings: &Settings) -> &str {
+        &settings.listen
     }
 
-    /// Builds the state, binds the listener and starts the background loops; requests are
-    /// served once [`Self::run_until_stopped`] is awaited.
-    pub async fn build_with_broker(settings: Settings, broker: Broker) -> anyhow::Result<Self> {
-        let api = TasksApi::build(&settings, broker).await?;
-        Self::serve(&settings, api)
+    fn broker(settings: &Settings) -> anyhow::Result<Broker> {
+        broker_from_settings(settings)
     }
 
-    /// Binds the listener for an already built [`TasksApi`] and starts its background loops.
-    pub fn serve(settings: &Settings, api: TasksApi) -> anyhow::Result<Self> {
-        let app_api = api.clone();
-        let server = Standalone::start(&settings.listen, api.readiness(), None, move |cfg| {
-            configure(cfg, &app_api);
-        })?;
-        api.spawn_background(server.tracker(), server.shutdown_token());
-        Ok(Self { server, api })
-    }
-
-    /// The bound port (useful with port 0).
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// The service state (tests reach the store through it).
-    pub fn api(&self) -> &TasksApi {
-        &self.api
-    }
-
-    /// Cancelling this token stops the server and the background loops.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.server.shutdown_token()
-    }
-
-    /// Serves until SIGTERM/SIGINT (or [`Self::shutdown_token`] is cancelled), lets in-flight
-    /// requests finish, then waits for the background loops (the relay finishes its round).
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.run_until_stopped().await
+    /// [`TasksApi::build`] (with the context's verifier when it has one), with
+    /// [`TasksApi::spawn_background`].
+    async fn build(settings: &Settings, context: &Context) -> anyhow::Result<(Self, Background)> {
+        let api = TasksApi::build(settings, context).await?;
+        let loops = api.clone();
+        Ok((
+            api,
+            Background::new(move |tracker, shutdown| loops.spawn_background(tracker, shutdown)),
+        ))
     }
 }

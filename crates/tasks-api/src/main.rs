@@ -1,8 +1,8 @@
 //! `herald-tasks-api`: runs the tasks service as its own process, or applies its migrations.
 
 use clap::{Parser, Subcommand};
-use herald_service::{ConfigArgs, config, telemetry};
-use herald_tasks_api::{Application, Settings};
+use herald_service::{ConfigArgs, config, standalone, telemetry};
+use herald_tasks_api::{Settings, TasksApi};
 
 /// Herald's task service: REST for tasks with a transactional outbox (default port 8081).
 ///
@@ -34,11 +34,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("herald-tasks-api");
     let settings: Settings = config::load(cli.config.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let app = Application::build(settings).await?;
-            tracing::info!(port = app.port(), "herald-tasks-api listening");
-            app.run_until_stopped().await
-        }
+        Command::Serve => standalone::serve::<TasksApi>("herald-tasks-api", settings).await,
         Command::Migrate => {
             herald_tasks_api::migrate(&settings).await?;
             tracing::info!("migrations applied");

@@ -14,7 +14,7 @@ use herald_common::{
     ids::UserId,
 };
 use herald_service::{
-    Secret,
+    Context, Secret,
     tokens::{BrokerKeySource, KEY_SET_KV_KEY, TokenVerifier},
 };
 use herald_test_support::{Backend, TestDb, http_client, random_prefix};
@@ -140,11 +140,11 @@ pub async fn spawn_embedded_app() -> TestApp {
 }
 
 async fn start(settings: Settings, broker: Broker, key_file: KeyFile, database: TestDb) -> TestApp {
-    let app = Application::build_with_broker(settings.clone(), broker.clone())
+    let app = Application::build_with(settings.clone(), Context::new(broker.clone()))
         .await
         .expect("build the application");
     let port = app.port();
-    let state = app.state().clone();
+    let state = app.service().clone();
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     TestApp {

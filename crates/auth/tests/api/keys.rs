@@ -151,7 +151,7 @@ async fn two_instances_with_different_keys_accept_each_others_tokens() {
     let settings = first.settings.clone();
     let second = Application::build(settings).await.unwrap();
     let second_url = format!("http://127.0.0.1:{}", second.port());
-    let second_kid = second.state().keys().current().kid().to_owned();
+    let second_kid = second.service().keys().current().kid().to_owned();
     let shutdown = second.shutdown_token();
     tokio::spawn(second.run_until_stopped());
     let user = first.register().await;

@@ -1,5 +1,6 @@
-//! The transport layer: HTTP serving with WebSocket upgrades taken off the HTTP/1
-//! dispatcher ([`server`]) and RFC 6455 framing on the bare TCP stream ([`ws`]).
+//! The transport layer: RFC 6455 framing on the bare TCP stream ([`ws`]). The HTTP server
+//! that takes upgrades off the HTTP/1 dispatcher is every process's
+//! ([`herald_service::server`]); a handshake answer carries the connection's task to it.
 //!
 //! Nothing here knows about channels, clients or the protocol's messages: the gateway's
 //! handlers answer the handshake and hand over what to run on the connection, and get back
@@ -13,7 +14,6 @@
 //!
 //! Nothing else can write to the socket: the stream itself is not handed out.
 
-pub mod server;
 pub mod ws;
 
 use bytes::Bytes;

@@ -1,10 +1,10 @@
 //! WebSocket connections on the bare TCP stream (RFC 6455 framing).
 //!
 //! A WebSocket handler answers the handshake like any actix-web handler ([`handshake`]) and
-//! attaches what to run on the connection ([`upgrade`]). The HTTP server
-//! ([`crate::transport::server`]) passes every upgrade request through actix-http's upgrade hook: it
-//! asks the application for the response, writes the `101`, and then runs the attached
-//! connection on the TCP stream itself. The HTTP/1 dispatcher is gone by then, with its two
+//! attaches what to run on the connection ([`upgrade`]). The HTTP server of every Herald
+//! process ([`herald_service::server`]) passes every upgrade request through actix-http's
+//! upgrade hook: it asks the application for the response, writes the `101`, and then runs
+//! the attached connection on the TCP stream itself. The HTTP/1 dispatcher is gone by then, with its two
 //! 8 KiB buffers, and so are actix-ws' per-session channel and message stream: an open
 //! connection is one task that reads frames into a buffer it holds only while a frame is
 //! incomplete, and writes queued messages straight from the shared, encoded-once bytes with
@@ -15,7 +15,6 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_http::ws::{Codec, Frame, Item, ProtocolError};
@@ -23,23 +22,11 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use herald_common::protocol::{Disconnect, DisconnectCode};
+use herald_service::server::OnUpgrade;
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder as _;
 
 use super::{Attempt, TryWriteFrame};
-
-/// What a connection runs once the `101` went out.
-type Run = Box<dyn FnOnce(Socket) -> Pin<Box<dyn Future<Output = ()>>>>;
-
-/// The connection a handshake response carries to the server (a response extension).
-pub(crate) struct Plan(Run);
-
-impl Plan {
-    /// Runs the connection on `socket`.
-    pub(crate) async fn run(self, socket: Socket) {
-        (self.0)(socket).await;
-    }
-}
 
 /// The `101 Switching Protocols` answer to a valid WebSocket handshake (GET, `Upgrade:
 /// websocket`, version 13, a key); a malformed one is a 400.
@@ -58,8 +45,7 @@ where
     F: FnOnce(Socket) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    let run: Run = Box::new(move |socket| Box::pin(run(socket)));
-    response.extensions_mut().insert(Plan(run));
+    OnUpgrade::new(move |stream, buffered| run(Socket::new(stream, buffered))).attach(response);
 }
 
 /// Bytes asked of the kernel per read; a frame bigger than that grows the buffer.

@@ -455,24 +455,13 @@ async fn two_nodes_answer_as_one_system() {
 #[tokio::test]
 async fn the_api_works_in_embedded_mode_on_the_in_memory_broker() {
     use herald_broker::Broker;
-    use herald_common::auth::{Verifier, VerifierConfig};
-    use herald_service::TokenVerifier;
-    use herald_service::tokens::{BrokerKeySource, DEFAULT_REFETCH_INTERVAL};
+    use herald_service::Context;
 
     herald_service::telemetry::init_for_tests();
     let broker = Broker::memory();
-    let verifier = TokenVerifier::new(
-        Verifier::new(VerifierConfig {
-            issuer: "herald".to_owned(),
-            audience: "herald".to_owned(),
-            leeway_secs: 0,
-        }),
-        BrokerKeySource::new(broker.clone()),
-        DEFAULT_REFETCH_INTERVAL,
-    );
     let mut settings = crate::support::test_settings("unused:");
     settings.api_key = Some(KEY.into());
-    let app = herald_gateway::Application::build_with(settings, broker, verifier)
+    let app = herald_gateway::Application::build_with(settings, Context::new(broker))
         .await
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -78,7 +78,7 @@ pub async fn spawn_gateway_on(
     keys.publish(&broker).await;
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
-    let gateway = app.gateway().clone();
+    let gateway = app.service().clone();
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     TestGateway {

@@ -326,9 +326,9 @@ impl TasksService {
         settings.outbox.retry_max_delay = Duration::from_millis(200);
         let key = TokenMinter::new();
         key.publish(&redis_broker(redis_url, prefix)).await;
-        let app = herald_tasks_api::Application::build_with_broker(
+        let app = herald_tasks_api::Application::build_with(
             settings,
-            redis_broker(redis_url, prefix),
+            herald_service::Context::new(redis_broker(redis_url, prefix)),
         )
         .await
         .expect("start tasks-api");

@@ -16,7 +16,7 @@ use herald_broker::Broker;
 use herald_common::claims::Claims;
 use herald_common::events::{DomainEvent, TASK_EVENTS_STREAM};
 use herald_common::ids::UserId;
-use herald_service::Secret;
+use herald_service::{Context, Secret};
 use herald_tasks_api::{Application, Settings, TasksApi};
 pub use herald_test_support::{
     Backend, RedisServer, TestUser, eventually, redis_broker as broker_for, status_and_json,
@@ -100,11 +100,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     key.publish(&broker).await;
 
     let service_broker = broker_for(&options.redis_url, &settings.redis_prefix);
-    let app = Application::build_with_broker(settings.clone(), service_broker)
+    let app = Application::build_with(settings.clone(), Context::new(service_broker))
         .await
         .expect("build the application");
     let port = app.port();
-    let api = app.api().clone();
+    let api = app.service().clone();
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     TestApp {

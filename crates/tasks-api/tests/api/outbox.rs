@@ -212,9 +212,12 @@ async fn two_replicas_relaying_one_outbox_append_each_event_once() {
     let mut settings = app.settings.clone();
     settings.auto_migrate = false;
     let redis_url = settings.redis_url.as_ref().unwrap().expose().clone();
-    let second = herald_tasks_api::Application::build_with_broker(
+    let second = herald_tasks_api::Application::build_with(
         settings.clone(),
-        crate::helpers::broker_for(&redis_url, &settings.redis_prefix),
+        herald_service::Context::new(crate::helpers::broker_for(
+            &redis_url,
+            &settings.redis_prefix,
+        )),
     )
     .await
     .unwrap();

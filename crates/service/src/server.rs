@@ -1,21 +1,24 @@
-//! The HTTP server of a process that serves the gateway (the standalone `herald-gateway`
-//! and the embedded `herald`): actix-web's application over actix-http, with WebSocket
-//! upgrades taken out of the HTTP/1 dispatcher.
+//! The HTTP server of every Herald process (each standalone service and the embedded
+//! `herald`): actix-web's application over actix-http, with connection upgrades (WebSockets)
+//! taken out of the HTTP/1 dispatcher.
 //!
 //! actix-http hands a request with `Connection: upgrade` to the upgrade service together
-//! with the connection ([`Upgrade`]). The upgrade service asks the same application for the
-//! response, so routing, middleware (metrics, request spans), the Origin and token checks
-//! and the JSON refusals are those of every other request. A `101` that carries a
-//! [`ws::Plan`](crate::transport::ws) is written and the plan runs on the bare socket
-//! ([`crate::transport::ws`]); anything else is written as it is and the connection closes.
+//! with the connection. The upgrade service asks the same application for the response, so
+//! routing, middleware (metrics, request spans), the handlers' checks and the JSON refusals
+//! are those of every other request. A `101` that carries an [`OnUpgrade`] (a response
+//! extension, attached by the gateway's WebSocket handlers) is written and the hook runs on
+//! the bare socket; anything else is written as it is and the connection closes. A service
+//! without upgrade handlers therefore answers an upgrade request like any other request,
+//! then closes the connection.
 //!
-//! The connection then runs in a task of its own on the same worker thread, and the
+//! The upgraded connection runs in a task of its own on the same worker thread, and the
 //! dispatcher's task (about 11 KiB with its buffers and the application's future state)
-//! ends. The server's graceful stop does not see those tasks, so the compositions stop it
-//! through [`Gateway::stop_server_on`](crate::Gateway::stop_server_on), which first closes
-//! every connection with 3001 and waits for them.
+//! ends. The server's graceful stop does not see those tasks, so a component that upgrades
+//! connections closes them itself before the server stops
+//! ([`Component::before_stop`](crate::Component::before_stop)).
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::net::TcpListener;
@@ -31,14 +34,45 @@ use actix_service::{
     IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _, map_config,
 };
 use actix_web::dev::AppConfig;
+use actix_web::web::BytesMut;
 use futures_util::SinkExt as _;
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 
-use super::ws::{Plan, Socket};
-
 /// Largest body of a refused upgrade (an error document) that is written back.
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
+
+/// What runs on an upgraded connection once the `101` went out.
+type Hook = Box<dyn FnOnce(TcpStream, BytesMut) -> LocalBoxFuture<'static, ()>>;
+
+/// What to run on the bare connection after a `101 Switching Protocols` (a response
+/// extension): the TCP stream and whatever the client sent after its request. Dropped unrun
+/// when the response cannot be written.
+pub struct OnUpgrade(Hook);
+
+impl OnUpgrade {
+    /// `run` gets the connection's stream and the bytes already read past the request.
+    pub fn new<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(TcpStream, BytesMut) -> Fut + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        Self(Box::new(move |stream, buffered| {
+            Box::pin(run(stream, buffered))
+        }))
+    }
+
+    /// Attaches the hook to `response`.
+    pub fn attach(self, response: &mut actix_web::HttpResponse) {
+        response.extensions_mut().insert(self);
+    }
+}
+
+impl fmt::Debug for OnUpgrade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnUpgrade")
+    }
+}
 
 /// How the server runs.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +83,7 @@ pub struct ServerOptions {
     pub shutdown_timeout_secs: u64,
 }
 
-/// Serves the application `factory` builds (one per worker) on `listener`, with WebSocket
+/// Serves the application `factory` builds (one per worker) on `listener`, with connection
 /// upgrades as described in the module docs. Signals are left to the caller.
 pub fn serve<F, I, S, B>(
     listener: TcpListener,
@@ -171,21 +205,21 @@ where
     }
 }
 
-/// Writes the application's answer to an upgrade request, then runs the WebSocket it
-/// carries or closes the connection.
+/// Writes the application's answer to an upgrade request, then runs the hook it carries or
+/// closes the connection.
 async fn answer(
     response: Response<BoxBody>,
     mut framed: Framed<TcpStream, h1::Codec>,
 ) -> io::Result<()> {
     let (mut head, body) = response.into_parts();
-    let plan = head.extensions_mut().remove::<Plan>();
-    match plan {
-        Some(plan) if head.status() == StatusCode::SWITCHING_PROTOCOLS => {
+    let hook = head.extensions_mut().remove::<OnUpgrade>();
+    match hook {
+        Some(OnUpgrade(run)) if head.status() == StatusCode::SWITCHING_PROTOCOLS => {
             framed.send(Message::Item((head, BodySize::None))).await?;
             let parts = framed.into_parts();
             // The dispatcher's write buffer is flushed and dropped here; any bytes the
             // client sent after its handshake go to the connection.
-            actix_web::rt::spawn(plan.run(Socket::new(parts.io, parts.read_buf)));
+            actix_web::rt::spawn(run(parts.io, parts.read_buf));
             Ok(())
         }
         _ => {
