@@ -417,7 +417,10 @@ impl Broker {
 /// then); control events wait for room up to 5 s. Memory stays bounded and the Redis
 /// connection keeps being read. [`SubscriberStats::dropped_events`] counts the drops.
 ///
-/// After a Redis reconnect every subscribed channel gets a [`BrokerEvent::GapPossible`];
+/// After a Redis reconnect each subscribed channel is recovered in place when its position
+/// is known (the last publication delivered, else [`Subscriber::note_position`]), its epoch
+/// unchanged and its history covers the gap: the missed publications arrive in order, once,
+/// ahead of the channel's later events. Otherwise it gets a [`BrokerEvent::GapPossible`].
 /// [`Subscriber::report_gap`] adds one on a caller's behalf.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
@@ -454,6 +457,19 @@ impl Subscriber {
         match &*self.inner {
             SubscriberInner::Redis(subscriber) => subscriber.unsubscribe(channel).await,
             SubscriberInner::Memory(subscriber) => subscriber.unsubscribe(channel),
+        }
+    }
+
+    /// Tells the subscriber that a subscriber of `channel` starts at `position`, read after
+    /// its [`Subscriber::subscribe`] returned. In Redis, until a publication of the channel
+    /// is delivered, a recovery after a reconnect starts from the lowest position noted, so
+    /// a channel that had no publication since is recovered in place too instead of
+    /// reporting a gap. Nothing happens in memory (no reconnects) or for a channel without
+    /// a reference.
+    pub fn note_position(&self, channel: &ChannelName, position: &StreamPosition) {
+        match &*self.inner {
+            SubscriberInner::Redis(subscriber) => subscriber.note_position(channel, position),
+            SubscriberInner::Memory(_) => {}
         }
     }
 

@@ -102,22 +102,26 @@ pub async fn start(
             recovered: since.is_some(),
         });
     }
-    match since {
+    let start = match since {
         Some(since) => {
             let max = shared.settings.limits.history_max;
             let recovery = shared.broker.recover(channel, since, max).await?;
-            Ok(Start {
+            Start {
                 position: recovery.position,
                 publications: recovery.publications,
                 recovered: recovery.recovered,
-            })
+            }
         }
-        None => Ok(Start {
+        None => Start {
             position: shared.broker.position(channel).await?,
             publications: Vec::new(),
             recovered: false,
-        }),
-    }
+        },
+    };
+    // Read after the node's subscription was effective: a reconnect of the node's pub/sub
+    // connection can recover the channel in place from here.
+    shared.subscriber.note_position(channel, &start.position);
+    Ok(start)
 }
 
 fn empty_position() -> StreamPosition {

@@ -5,9 +5,14 @@
 //! resubscribes every channel that still has references, and then reads messages into the
 //! subscriber's bounded [`Delivery`]. The redis crate's pub/sub connection does not
 //! reconnect by itself: when its stream ends (Redis restarted, connection reset) or a
-//! periodic `PING` goes unanswered, the task starts over, and after resubscribing reports
-//! [`crate::BrokerEvent::GapPossible`] for every channel, because whatever was published
-//! while the connection was down is lost.
+//! periodic `PING` goes unanswered, the task starts over. After resubscribing, each channel
+//! whose position the subscriber knows (the last publication it delivered, else the start
+//! noted with [`RedisSubscriber::note_position`]) is **recovered in place**: what was
+//! published since is read from the history and delivered, in order, before anything the
+//! new connection reads (which skips what the recovery already delivered), so a blip costs
+//! its subscribers nothing. A channel whose position is unknown, whose epoch changed, or
+//! whose history no longer covers the gap (or more than [`RECOVER_MAX`] were missed) gets a
+//! [`crate::BrokerEvent::GapPossible`] instead.
 //!
 //! Subscriptions are kept in shards. A shard's operation lock serializes SUBSCRIBE /
 //! UNSUBSCRIBE of its channels (and the resubscription after a reconnect), so only the first
@@ -24,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use herald_common::channel::ChannelName;
-use herald_common::protocol::Publication;
+use herald_common::protocol::{Publication, StreamPosition};
 use rand::Rng;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, watch};
@@ -34,7 +39,7 @@ use crate::delivery::{Delivered, Delivery};
 use crate::error::{BrokerError, BrokerResult};
 use crate::redis::RedisBroker;
 use crate::redis::keys::Keys;
-use crate::types::{BrokerEvent, SubscriberStats};
+use crate::types::{BrokerEvent, HistoryQuery, SubscriberStats, decide_recovery};
 use crate::util::lock;
 
 /// Number of subscription shards (independent operation locks).
@@ -42,6 +47,10 @@ const SHARDS: usize = 64;
 
 /// Channels per SUBSCRIBE command when resubscribing.
 const RESUBSCRIBE_BATCH: usize = 256;
+
+/// Most publications of one channel recovered in place after a reconnect; beyond it the
+/// channel reports a gap.
+pub(crate) const RECOVER_MAX: usize = 10_000;
 
 /// First pause after a failed connection attempt; doubled up to the configured maximum.
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(25);
@@ -91,6 +100,8 @@ pub(crate) struct RedisSubscriber {
 
 #[derive(Debug)]
 struct Shared {
+    /// Reads the history when recovering after a reconnect.
+    broker: RedisBroker,
     client: redis::Client,
     keys: Keys,
     control: String,
@@ -121,6 +132,50 @@ struct Shard {
 struct Subscription {
     channel: ChannelName,
     refs: usize,
+    /// Epoch and offset of the last publication delivered (read or recovered).
+    last: Option<(String, u64)>,
+    /// The lowest start position noted while nothing was delivered.
+    noted: Option<(String, u64)>,
+}
+
+impl Subscription {
+    fn new(channel: &ChannelName) -> Self {
+        Self {
+            channel: channel.clone(),
+            refs: 0,
+            last: None,
+            noted: None,
+        }
+    }
+
+    /// Where a recovery after a reconnect starts.
+    fn recover_from(&self) -> Option<StreamPosition> {
+        self.last
+            .as_ref()
+            .or(self.noted.as_ref())
+            .map(|(epoch, offset)| StreamPosition {
+                epoch: epoch.clone(),
+                offset: *offset,
+            })
+    }
+
+    /// Records a delivered publication; `false` when it is at or below the last one of its
+    /// epoch (already delivered by a recovery).
+    fn advance(&mut self, epoch: &str, offset: u64) -> bool {
+        if offset == 0 {
+            return true;
+        }
+        match &mut self.last {
+            Some((last_epoch, last_offset)) if last_epoch == epoch => {
+                if offset <= *last_offset {
+                    return false;
+                }
+                *last_offset = offset;
+            }
+            other => *other = Some((epoch.to_owned(), offset)),
+        }
+        true
+    }
 }
 
 /// Why reading stopped.
@@ -139,6 +194,7 @@ impl RedisSubscriber {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let config = broker.config();
         let shared = Arc::new(Shared {
+            broker: broker.clone(),
             client: broker.client().clone(),
             keys: broker.keys().clone(),
             control: broker.keys().control(),
@@ -180,13 +236,7 @@ impl RedisSubscriber {
                 subscription.refs += 1;
                 return Ok(());
             }
-            channels.insert(
-                name.clone(),
-                Subscription {
-                    channel: channel.clone(),
-                    refs: 0,
-                },
-            );
+            channels.insert(name.clone(), Subscription::new(channel));
         }
         let subscribed = async {
             let mut sink = shared.wait_for_sink().await?;
@@ -198,10 +248,7 @@ impl RedisSubscriber {
             Ok(()) => {
                 channels
                     .entry(name)
-                    .or_insert_with(|| Subscription {
-                        channel: channel.clone(),
-                        refs: 0,
-                    })
+                    .or_insert_with(|| Subscription::new(channel))
                     .refs += 1;
                 Ok(())
             }
@@ -243,6 +290,27 @@ impl RedisSubscriber {
             if let Err(err) = shared.within_command_timeout(sink.unsubscribe(&name)).await {
                 tracing::warn!(channel = %channel, error = %err, "redis UNSUBSCRIBE failed");
             }
+        }
+    }
+
+    /// Notes that a subscriber of `channel` starts at `position` (read after its
+    /// subscription was effective): until a publication is delivered, a recovery after a
+    /// reconnect starts from the lowest such position.
+    pub(crate) fn note_position(&self, channel: &ChannelName, position: &StreamPosition) {
+        let name = self.shared.keys.channel(channel).tag;
+        let mut channels = lock(&self.shared.shard(&name).channels);
+        let Some(subscription) = channels.get_mut(&name) else {
+            return;
+        };
+        if subscription.last.is_some() {
+            return;
+        }
+        let lower = match &subscription.noted {
+            Some((epoch, offset)) => *epoch != position.epoch || position.offset < *offset,
+            None => true,
+        };
+        if lower {
+            subscription.noted = Some((position.epoch.clone(), position.offset));
         }
     }
 
@@ -375,22 +443,92 @@ impl Shared {
         let mut sink = sink.clone();
         for shard in &self.shards {
             let _op = shard.ops.lock().await;
-            let (names, channels): (Vec<String>, Vec<ChannelName>) = lock(&shard.channels)
-                .iter()
-                .map(|(name, subscription)| (name.clone(), subscription.channel.clone()))
-                .unzip();
+            let (names, channels): (Vec<String>, Vec<(ChannelName, Option<StreamPosition>)>) =
+                lock(&shard.channels)
+                    .iter()
+                    .map(|(name, subscription)| {
+                        (
+                            name.clone(),
+                            (subscription.channel.clone(), subscription.recover_from()),
+                        )
+                    })
+                    .unzip();
             for batch in names.chunks(RESUBSCRIBE_BATCH) {
                 self.within_command_timeout(sink.subscribe(batch)).await?;
             }
             if report_gaps {
-                for channel in &channels {
-                    if self.delivery.gap(channel) == Delivered::Closed {
+                for (name, (channel, since)) in names.iter().zip(&channels) {
+                    if self.recover(shard, name, channel, since.as_ref()).await == Delivered::Closed
+                    {
                         return Ok(());
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// After a reconnect (the channel is subscribed again, nothing of the new connection
+    /// read yet): delivers what was published since `since`, or reports a gap when that
+    /// cannot be done exactly.
+    async fn recover(
+        &self,
+        shard: &Shard,
+        name: &str,
+        channel: &ChannelName,
+        since: Option<&StreamPosition>,
+    ) -> Delivered {
+        let Some(since) = since else {
+            return self.delivery.gap(channel);
+        };
+        let query = HistoryQuery {
+            since: Some(since.clone()),
+            limit: Some(RECOVER_MAX),
+            reverse: false,
+        };
+        let recovery = match self
+            .within_command_timeout_result(self.broker.snapshot(channel, &query))
+            .await
+        {
+            Ok(snapshot) => decide_recovery(since, snapshot, RECOVER_MAX),
+            Err(err) => {
+                tracing::warn!(%channel, error = %err, "recovery after a reconnect failed; reporting a gap");
+                return self.delivery.gap(channel);
+            }
+        };
+        if !recovery.recovered {
+            return self.delivery.gap(channel);
+        }
+        let epoch = recovery.position.epoch;
+        let recovered = recovery.publications.len();
+        for publication in recovery.publications {
+            let offset = publication.offset;
+            let event = BrokerEvent::Publication {
+                channel: channel.clone(),
+                publication: Arc::new(publication),
+                epoch: epoch.clone(),
+            };
+            let fresh = lock(&shard.channels)
+                .get_mut(name)
+                .is_some_and(|subscription| subscription.advance(&epoch, offset));
+            if fresh && self.delivery.deliver(channel, event) == Delivered::Closed {
+                return Delivered::Closed;
+            }
+        }
+        if recovered > 0 {
+            tracing::info!(%channel, recovered, "recovered in place after a reconnect");
+        }
+        Delivered::Accepted
+    }
+
+    async fn within_command_timeout_result<T>(
+        &self,
+        command: impl Future<Output = BrokerResult<T>>,
+    ) -> BrokerResult<T> {
+        match tokio::time::timeout(self.command_timeout, command).await {
+            Ok(result) => result,
+            Err(_) => Err(BrokerError::Timeout(self.command_timeout)),
+        }
     }
 
     async fn read(
@@ -443,7 +581,21 @@ impl Shared {
             return Delivered::Accepted;
         };
         match parse_message(&channel, payload) {
-            Ok(event) => self.delivery.deliver(&channel, event),
+            Ok(event) => {
+                if let BrokerEvent::Publication {
+                    publication, epoch, ..
+                } = &event
+                {
+                    let fresh = lock(&self.shard(name).channels)
+                        .get_mut(name)
+                        .is_none_or(|subscription| subscription.advance(epoch, publication.offset));
+                    if !fresh {
+                        // Delivered already by the recovery after a reconnect.
+                        return Delivered::Accepted;
+                    }
+                }
+                self.delivery.deliver(&channel, event)
+            }
             Err(err) => {
                 tracing::warn!(channel = %channel, error = %err, "malformed pub/sub message dropped");
                 Delivered::Accepted
