@@ -15,8 +15,9 @@
 //! - **Subscribers**: [`Broker::subscriber`] gives one [`Subscriber`] (in Redis: the one
 //!   pub/sub connection of the process) with reference-counted channel subscriptions and a
 //!   bounded receiver of [`BrokerEvent`]s: publications, joins and leaves, node-wide control
-//!   messages, and [`BrokerEvent::GapPossible`] when events may have been lost (Redis
-//!   reconnect, receiver full) so callers make their clients recover.
+//!   messages, and [`BrokerEvent::GapPossible`] when events may have been lost (a Redis
+//!   reconnect it could not recover in place from the history, a full receiver, or a gap a
+//!   caller reported) so callers make their clients recover.
 //! - **Presence** with expiry, refreshed by whoever holds the client.
 //! - **Domain-event streams** read through consumer groups (at-least-once, with reclaim of
 //!   entries a dead consumer left pending: at once when its liveness mark is gone, after an
