@@ -117,6 +117,31 @@ impl Broker {
         dispatch!(self, broker => broker.publish(channel, request).await)
     }
 
+    /// Makes `requests` one after another, in the order given, and returns one result per
+    /// request in the same order: the same as calling [`Broker::publish`] for each in turn
+    /// and awaiting each before the next, in fewer round trips.
+    ///
+    /// With Redis, consecutive publications of one channel with the same history policy and
+    /// no idempotency key are made by one script call, and all the calls go out together in
+    /// one pipeline, executed by Redis in order. A failure (Redis unreachable, a time-out)
+    /// fails every publication of the script call it was in; publications after a failed
+    /// one may still have been made, never reordered.
+    pub async fn publish_many(
+        &self,
+        requests: Vec<(ChannelName, PublishRequest)>,
+    ) -> Vec<BrokerResult<PublishResult>> {
+        match self {
+            Self::Redis(broker) => broker.publish_many(requests).await,
+            Self::Memory(broker) => {
+                let mut results = Vec::with_capacity(requests.len());
+                for (channel, request) in requests {
+                    results.push(broker.publish(&channel, request).await);
+                }
+                results
+            }
+        }
+    }
+
     /// Reads the channel's history and its current position (creating the epoch of a channel
     /// that has none yet).
     ///

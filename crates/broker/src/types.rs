@@ -25,8 +25,10 @@ pub const DEFAULT_IDLE_EPOCH_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// only delivered live: it gets no offset (0) and no epoch (empty), like Centrifugo.
 ///
 /// The history of a channel is one unit: it expires `ttl` after the channel's last
-/// publication. Losing it (expiry, eviction, [`crate::Broker::remove_history`], a Redis
-/// restart without persistence) starts a new epoch with offsets counting from 1 again.
+/// publication (with Redis between `ttl` and `ttl + ttl/32` after it: the expiry is pushed
+/// back once per `ttl/32`, not on every publication). Losing it (expiry, eviction,
+/// [`crate::Broker::remove_history`], a Redis restart without persistence) starts a new
+/// epoch with offsets counting from 1 again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryPolicy {
     /// Most publications kept (older ones are trimmed away).

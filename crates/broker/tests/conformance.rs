@@ -47,6 +47,10 @@ conformance!(
     ping_succeeds,
     offsets_count_up_from_one_within_an_epoch,
     offsets_strictly_increase_under_concurrent_publishers,
+    publish_many_makes_every_publication_in_the_order_given,
+    publish_many_refuses_only_the_publications_that_cannot_be_made,
+    history_holds_exactly_its_size_after_many_publications,
+    the_history_lives_its_ttl_after_the_last_publication_not_the_first,
     subscribers_of_two_nodes_receive_publications_in_offset_order,
     subscriptions_are_reference_counted,
     history_keeps_the_latest_publications_and_honours_limit_and_reverse,
@@ -151,6 +155,158 @@ async fn offsets_strictly_increase_under_concurrent_publishers(h: &Harness) {
         last = publication.offset;
     }
     assert_eq!(last, PUBLISHERS * EACH);
+}
+
+async fn publish_many_makes_every_publication_in_the_order_given(h: &Harness) {
+    let chat = channel("chat:many");
+    let live = channel("chat:many-live");
+    let (subscriber, mut events) = h.broker.subscriber(1024);
+    subscriber.subscribe(&chat).await.unwrap();
+    subscriber.subscribe(&live).await.unwrap();
+    h.broker
+        .publish(&chat, numbered(0, keep(1000)))
+        .await
+        .unwrap();
+    // Runs of one channel, another channel in between, a publication without history, an
+    // idempotent one, and more than one script call's worth of publications in a row.
+    let mut requests = Vec::new();
+    for n in 1..=150 {
+        let request = match n {
+            40 => (live.clone(), numbered(n, HistoryPolicy::none())),
+            41 => (
+                chat.clone(),
+                numbered(n, keep(1000)).with_idempotency_key("k41"),
+            ),
+            _ => (chat.clone(), numbered(n, keep(1000))),
+        };
+        requests.push(request);
+    }
+    let results = h.broker.publish_many(requests).await;
+    assert_eq!(results.len(), 150);
+    let mut expected_offset = 1;
+    for (n, result) in (1..=150).zip(&results) {
+        let result = result.as_ref().unwrap();
+        if n == 40 {
+            assert_eq!(result.offset, 0, "no history, no offset");
+            continue;
+        }
+        expected_offset += 1;
+        assert_eq!(result.offset, expected_offset, "publication {n}");
+        assert!(!result.deduplicated);
+    }
+    let (_, first, _) = next_publication(&mut events).await;
+    assert_eq!(number_of(&first), 0);
+    for n in 1..=150 {
+        let (got, publication, _) = next_publication(&mut events).await;
+        assert_eq!(number_of(&publication), n, "delivered in the order given");
+        assert_eq!(got, if n == 40 { live.clone() } else { chat.clone() });
+    }
+    let history = h
+        .broker
+        .history(&chat, HistoryQuery::default())
+        .await
+        .unwrap();
+    let numbers: Vec<u64> = history.publications.iter().map(number_of).collect();
+    let expected: Vec<u64> = (0..=150).filter(|n| *n != 40).collect();
+    assert_eq!(numbers, expected);
+    // The idempotency key still works inside a batch.
+    let again = h
+        .broker
+        .publish_many(vec![(
+            chat.clone(),
+            numbered(41, keep(1000)).with_idempotency_key("k41"),
+        )])
+        .await;
+    let again = again[0].as_ref().unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.offset, 41);
+}
+
+async fn publish_many_refuses_only_the_publications_that_cannot_be_made(h: &Harness) {
+    let ch = channel("chat:many-empty");
+    assert!(h.broker.publish_many(Vec::new()).await.is_empty());
+    let results = h
+        .broker
+        .publish_many(vec![
+            (ch.clone(), numbered(1, keep(10))),
+            (ch.clone(), numbered(2, keep(10))),
+        ])
+        .await;
+    let offsets: Vec<u64> = results.into_iter().map(|r| r.unwrap().offset).collect();
+    assert_eq!(offsets, [1, 2]);
+}
+
+async fn history_holds_exactly_its_size_after_many_publications(h: &Harness) {
+    let ch = channel("chat:trimmed");
+    let mut epoch = String::new();
+    for chunk in 0..10 {
+        let requests = (1..=100)
+            .map(|n| (ch.clone(), numbered(chunk * 100 + n, keep(300))))
+            .collect();
+        for result in h.broker.publish_many(requests).await {
+            epoch = result.unwrap().epoch;
+        }
+    }
+    let all = h
+        .broker
+        .history(&ch, HistoryQuery::default())
+        .await
+        .unwrap();
+    let offsets: Vec<u64> = all.publications.iter().map(|p| p.offset).collect();
+    assert_eq!(offsets, (701..=1000).collect::<Vec<u64>>());
+    let newest = h
+        .broker
+        .history(
+            &ch,
+            HistoryQuery {
+                limit: Some(1000),
+                reverse: true,
+                since: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(newest.publications.len(), 300);
+    assert_eq!(newest.publications.last().unwrap().offset, 701);
+    // Recovery has exactly the same boundary.
+    let trimmed = StreamPosition {
+        offset: 699,
+        epoch: epoch.clone(),
+    };
+    assert!(
+        !h.broker
+            .recover(&ch, &trimmed, 1000)
+            .await
+            .unwrap()
+            .recovered
+    );
+    let kept = StreamPosition { offset: 700, epoch };
+    let recovery = h.broker.recover(&ch, &kept, 1000).await.unwrap();
+    assert!(recovery.recovered);
+    assert_eq!(recovery.publications.len(), 300);
+}
+
+async fn the_history_lives_its_ttl_after_the_last_publication_not_the_first(h: &Harness) {
+    let ch = channel("chat:refreshed");
+    let policy = HistoryPolicy::new(10, Duration::from_millis(1000));
+    let first = h.broker.publish(&ch, numbered(1, policy)).await.unwrap();
+    // Each publication comes 600 ms after the previous one, so the history would have
+    // expired 1000 ms after the first if its TTL were not refreshed.
+    for n in 2..=3 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let next = h.broker.publish(&ch, numbered(n, policy)).await.unwrap();
+        assert_eq!(
+            next.epoch, first.epoch,
+            "publication {n}: the history was kept"
+        );
+        assert_eq!(next.offset, n);
+    }
+    let history = h
+        .broker
+        .history(&ch, HistoryQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(history.publications.len(), 3);
 }
 
 async fn subscribers_of_two_nodes_receive_publications_in_offset_order(h: &Harness) {

@@ -11,7 +11,7 @@ use common::{
     Harness, RedisServer, channel, client_info, keep, keys_with_prefix, next_event, numbered,
     random_prefix, test_config,
 };
-use herald_broker::{Broker, BrokerError, BrokerEvent, PublishResult, RedisConfig};
+use herald_broker::{Broker, BrokerError, BrokerEvent, HistoryPolicy, PublishResult, RedisConfig};
 use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,6 +108,55 @@ async fn losing_the_meta_and_the_stream_starts_a_new_epoch() {
         .unwrap();
     assert_ne!(after.epoch, before.epoch);
     assert_eq!(after.offset, 1);
+    harness.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keys_live_at_least_their_ttl_after_every_publication() {
+    let harness = Harness::redis().await;
+    let common::Kind::Redis { config } = &harness.kind else {
+        unreachable!()
+    };
+    let ch = channel("chat:ttl");
+    let ttl_ms: i64 = 3_200_000;
+    let policy = HistoryPolicy::new(10, Duration::from_millis(ttl_ms as u64));
+    let client = redis::Client::open(config.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = &config.prefix;
+    let keys = [
+        format!("{prefix}{{chat:ttl}}:stream"),
+        format!("{prefix}{{chat:ttl}}:meta"),
+    ];
+    for n in 1..=4 {
+        if n == 3 {
+            // As if most of the TTL had passed since the last refresh.
+            for key in &keys {
+                let _: i64 = redis::cmd("PEXPIRE")
+                    .arg(key)
+                    .arg(ttl_ms / 2)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+        harness
+            .broker
+            .publish(&ch, numbered(n, policy))
+            .await
+            .unwrap();
+        for key in &keys {
+            let left: i64 = redis::cmd("PTTL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            // At least the TTL (a little less: time passes), at most TTL + TTL/32.
+            assert!(
+                left > ttl_ms - 60_000 && left <= ttl_ms + ttl_ms / 32,
+                "publication {n}: {key} expires in {left} ms"
+            );
+        }
+    }
     harness.cleanup().await;
 }
 

@@ -40,7 +40,7 @@ use crate::util::{millis, new_epoch};
 use keys::Keys;
 use scripts::{
     CLAIM_DEAD_SCRIPT, HISTORY_SCRIPT, PRESENCE_ADD_SCRIPT, PRESENCE_GET_SCRIPT,
-    PRESENCE_REMOVE_SCRIPT, PUBLISH_SCRIPT,
+    PRESENCE_REMOVE_SCRIPT, PUBLISH_SCRIPT, PUBLISH_SOURCE,
 };
 
 /// Default prefix of every key and pub/sub channel (`HERALD_REDIS_PREFIX`).
@@ -194,40 +194,153 @@ impl RedisBroker {
         channel: &ChannelName,
         request: PublishRequest,
     ) -> BrokerResult<PublishResult> {
-        let keys = self.inner.keys.channel(channel);
-        let (idempotency_key, window_ms) = match request.idempotency() {
-            Some((key, window)) => (keys.idempotency(key), millis(window)),
-            None => (keys.idempotency(""), 0),
+        self.publish_many(vec![(channel.clone(), request)])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(malformed("no publish result")))
+    }
+
+    /// Publishes `requests` in order: see [`crate::Broker::publish_many`].
+    ///
+    /// Consecutive publications of one channel with the same history policy and no
+    /// idempotency key become one script call (up to [`MAX_SCRIPT_PUBLICATIONS`]), and
+    /// every call goes out in one pipeline on the command connection. Redis runs the calls
+    /// of a pipeline in the order they were written, and the multiplexed connection writes
+    /// one pipeline as one contiguous request (`MultiplexedConnection::send_packed_commands`
+    /// queues it as one message), so the publications are made in the order given. Separate
+    /// `publish` futures have no such guarantee: each is queued when it is first polled, so
+    /// futures made in one order can be queued in another (a pending connection or a full
+    /// queue wakes them in any order).
+    pub(crate) async fn publish_many(
+        &self,
+        requests: Vec<(ChannelName, PublishRequest)>,
+    ) -> Vec<BrokerResult<PublishResult>> {
+        let mut results: Vec<Option<BrokerResult<PublishResult>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let mut calls: Vec<ScriptCall> = Vec::new();
+        for (index, (channel, request)) in requests.into_iter().enumerate() {
+            let idempotency = request
+                .idempotency()
+                .map(|(key, window)| (key.to_owned(), millis(window)));
+            let history = if request.history.is_enabled() {
+                (request.history.size, millis(request.history.ttl))
+            } else {
+                (0, 0)
+            };
+            let json = match serde_json::to_vec(&request.into_publication()) {
+                Ok(json) => json,
+                Err(err) => {
+                    results[index] = Some(Err(err.into()));
+                    continue;
+                }
+            };
+            match calls.last_mut() {
+                Some(call) if idempotency.is_none() && call.joins(&channel, history, index) => {
+                    call.publications.push(json);
+                }
+                _ => calls.push(ScriptCall {
+                    channel,
+                    history,
+                    idempotency,
+                    first: index,
+                    publications: vec![json],
+                }),
+            }
+        }
+        let replies = self.run_publish_calls(&calls).await;
+        for (call, reply) in calls.iter().zip(replies) {
+            let count = call.publications.len();
+            match reply.and_then(parse_publish_reply) {
+                Ok((deduplicated, offset, epoch)) => {
+                    for n in 0..count {
+                        results[call.first + n] = Some(Ok(PublishResult {
+                            // Without history every publication has offset 0.
+                            offset: if offset == 0 { 0 } else { offset + n as u64 },
+                            epoch: epoch.clone(),
+                            deduplicated,
+                        }));
+                    }
+                }
+                Err(err) => {
+                    for n in 0..count {
+                        results[call.first + n] = Some(Err(duplicate(&err)));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Err(malformed("no publish result"))))
+            .collect()
+    }
+
+    /// Sends the script calls in one pipeline; one reply per call.
+    ///
+    /// After a `NOSCRIPT` (Redis restarted or its scripts were flushed) the script is loaded
+    /// and the calls from the first refused one are sent again, but only when every one of
+    /// them was refused: had a later one run (another process loaded the script meanwhile),
+    /// running the earlier ones now would reorder them, so they fail instead.
+    async fn run_publish_calls(&self, calls: &[ScriptCall]) -> Vec<BrokerResult<Value>> {
+        if calls.is_empty() {
+            return Vec::new();
+        }
+        let mut replies = self.pipeline_publish_calls(calls).await;
+        let refused = |reply: &BrokerResult<Value>| {
+            matches!(reply, Err(BrokerError::Redis(err))
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
         };
-        let (size, ttl_ms) = if request.history.is_enabled() {
-            (request.history.size, millis(request.history.ttl))
-        } else {
-            (0, 0)
-        };
-        let json = serde_json::to_vec(&request.into_publication())?;
-        let mut invocation = PUBLISH_SCRIPT.prepare_invoke();
-        invocation
-            .key(keys.stream())
-            .key(keys.meta())
-            .key(idempotency_key)
-            .arg(json)
-            .arg(size)
-            .arg(ttl_ms)
-            .arg(new_epoch())
-            .arg(keys.pubsub())
-            .arg(window_ms);
-        let (deduplicated, result): (i64, String) = self
-            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
-            .await?;
-        let (offset, epoch) = result
-            .split_once(':')
-            .and_then(|(offset, epoch)| Some((offset.parse().ok()?, epoch.to_owned())))
-            .ok_or_else(|| BrokerError::Malformed(format!("publish result {result:?}")))?;
-        Ok(PublishResult {
-            offset,
-            epoch,
-            deduplicated: deduplicated == 1,
-        })
+        if let Some(first) = replies.iter().position(refused)
+            && replies[first..].iter().all(refused)
+        {
+            let loaded = self
+                .run(|mut conn| async move {
+                    redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(PUBLISH_SOURCE)
+                        .query_async::<String>(&mut conn)
+                        .await
+                })
+                .await;
+            match loaded {
+                Ok(_) => {
+                    let again = self.pipeline_publish_calls(&calls[first..]).await;
+                    replies.truncate(first);
+                    replies.extend(again);
+                }
+                Err(err) => {
+                    for reply in &mut replies[first..] {
+                        *reply = Err(duplicate(&err));
+                    }
+                }
+            }
+        }
+        replies
+    }
+
+    async fn pipeline_publish_calls(&self, calls: &[ScriptCall]) -> Vec<BrokerResult<Value>> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for call in calls {
+            pipe.add_command(call.command(&self.inner.keys));
+        }
+        let replies: BrokerResult<Vec<RedisResult<Value>>> = self
+            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await;
+        match replies {
+            Ok(replies) if replies.len() == calls.len() => replies
+                .into_iter()
+                .map(|reply| reply.map_err(BrokerError::from))
+                .collect(),
+            Ok(replies) => {
+                let err = malformed(&format!(
+                    "{} replies to {} publish calls",
+                    replies.len(),
+                    calls.len()
+                ));
+                calls.iter().map(|_| Err(duplicate(&err))).collect()
+            }
+            Err(err) => calls.iter().map(|_| Err(duplicate(&err))).collect(),
+        }
     }
 
     pub(crate) async fn snapshot(
@@ -860,6 +973,77 @@ fn fields(value: Value) -> BrokerResult<Vec<(String, Value)>> {
         pairs.push((string(field)?, value));
     }
     Ok(pairs)
+}
+
+/// Most publications one publish script call carries.
+pub(crate) const MAX_SCRIPT_PUBLICATIONS: usize = 64;
+
+/// One call of the publish script: publications of one channel, in order.
+struct ScriptCall {
+    channel: ChannelName,
+    /// History size and ttl in ms; `(0, 0)` without history.
+    history: (usize, u64),
+    /// Idempotency key and window in ms (then the only publication of the call).
+    idempotency: Option<(String, u64)>,
+    /// Index of the first publication in the caller's list.
+    first: usize,
+    publications: Vec<Vec<u8>>,
+}
+
+impl ScriptCall {
+    /// Whether the publication at `index` (without idempotency key) can join this call.
+    fn joins(&self, channel: &ChannelName, history: (usize, u64), index: usize) -> bool {
+        self.idempotency.is_none()
+            && self.channel == *channel
+            && self.history == history
+            && self.first + self.publications.len() == index
+            && self.publications.len() < MAX_SCRIPT_PUBLICATIONS
+    }
+
+    fn command(&self, keys: &Keys) -> redis::Cmd {
+        let keys = keys.channel(&self.channel);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(PUBLISH_SCRIPT.get_hash());
+        match &self.idempotency {
+            Some((key, _)) => cmd
+                .arg(3)
+                .arg(keys.stream())
+                .arg(keys.meta())
+                .arg(keys.idempotency(key)),
+            None => cmd.arg(2).arg(keys.stream()).arg(keys.meta()),
+        };
+        cmd.arg(self.history.0)
+            .arg(self.history.1)
+            .arg(new_epoch())
+            .arg(keys.pubsub())
+            .arg(self.idempotency.as_ref().map_or(0, |(_, window)| *window));
+        for publication in &self.publications {
+            cmd.arg(publication.as_slice());
+        }
+        cmd
+    }
+}
+
+/// `{deduplicated, "<first offset>:<epoch>"}` of the publish script.
+fn parse_publish_reply(value: Value) -> BrokerResult<(bool, u64, String)> {
+    let (deduplicated, result): (i64, String) = redis::from_redis_value(value)
+        .map_err(|err| BrokerError::Malformed(format!("publish reply: {err}")))?;
+    let (offset, epoch) = result
+        .split_once(':')
+        .and_then(|(offset, epoch)| Some((offset.parse().ok()?, epoch.to_owned())))
+        .ok_or_else(|| BrokerError::Malformed(format!("publish result {result:?}")))?;
+    Ok((deduplicated == 1, offset, epoch))
+}
+
+/// The same failure again, for each publication of a call that failed as a whole.
+fn duplicate(err: &BrokerError) -> BrokerError {
+    match err {
+        BrokerError::Redis(err) => BrokerError::Redis(err.clone()),
+        BrokerError::Timeout(timeout) => BrokerError::Timeout(*timeout),
+        BrokerError::Unavailable(why) => BrokerError::Unavailable(why),
+        BrokerError::UnrecoverablePosition => BrokerError::UnrecoverablePosition,
+        other => BrokerError::Malformed(other.to_string()),
+    }
 }
 
 fn malformed(what: &str) -> BrokerError {

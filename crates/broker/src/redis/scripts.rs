@@ -3,12 +3,14 @@
 //! Each one runs atomically in Redis and touches only keys of one channel (one hash tag),
 //! of one table, or one events stream.
 //! `redis::Script` runs them by SHA and loads them again when Redis answers `NOSCRIPT`
-//! (after a restart), so nothing has to be loaded up front.
+//! (after a restart), so nothing has to be loaded up front; publishes, sent several at a
+//! time, do the same in `RedisBroker::publish_many`.
 //!
-//! The epoch rule, shared by every script through `ENSURE_EPOCH`: a channel gets a new
-//! random epoch (chosen by the caller, used only when needed) when its meta hash is missing,
-//! or when publications were made (`o > 0`) but the history stream is gone. A new epoch
-//! restarts offsets at 0, and deletes any stream left over from the previous one.
+//! The epoch rule, applied by the history script through `ENSURE_EPOCH` and by the publish
+//! script in its own cheaper way: a channel gets a new random epoch (chosen by the caller,
+//! used only when needed) when its meta hash is missing, or when publications were made
+//! (`o > 0`) but the history stream is gone. A new epoch restarts offsets at 0, and deletes
+//! any stream left over from the previous one.
 
 use std::sync::LazyLock;
 
@@ -16,49 +18,96 @@ use redis::Script;
 
 const ENSURE_EPOCH: &str = r"
 local function ensure_epoch(stream, meta, new_epoch, ttl_ms)
-  local m = redis.call('hmget', meta, 'e', 'o')
+  local m = redis.call('hmget', meta, 'e', 'o', 's')
   local epoch = m[1]
   local top = tonumber(m[2]) or 0
   if (not epoch) or (top > 0 and redis.call('exists', stream) == 0) then
     redis.call('del', stream)
     redis.call('hset', meta, 'e', new_epoch, 'o', 0)
     redis.call('pexpire', meta, ttl_ms)
-    return new_epoch, 0
+    return new_epoch, 0, 0
   end
-  return epoch, top
+  return epoch, top, tonumber(m[3]) or 0
 end
 ";
 
-/// Publish a publication.
+/// Publish one or more publications of one channel, in order.
 ///
-/// KEYS: stream, meta, idempotency key.
-/// ARGV: publication JSON (no offset), history size, history ttl ms, new epoch candidate,
-/// pub/sub channel, idempotency window ms (0 = none).
-/// Returns `{deduplicated (0/1), "<offset>:<epoch>"}`. The pub/sub message is
-/// `p<offset>:<epoch>:<publication JSON>`.
+/// KEYS: stream, meta, and the idempotency key when there is one.
+/// ARGV: history size (0 = no history), history ttl ms, new epoch candidate, pub/sub
+/// channel, idempotency window ms (0 = none; then exactly one publication), publication
+/// JSON (no offset) 1 .. n.
+/// Returns `{deduplicated (0/1), "<first offset>:<epoch>"}`; the others have the offsets
+/// after the first one. Each pub/sub message is `p<offset>:<epoch>:<publication JSON>`.
+///
+/// Kept small, because it runs for every publication (docs/benchmarks.md, "One publishing
+/// connection"):
+/// - one `HMGET` of the meta hash, one `XADD` per publication, one `HSET` of the new top,
+///   one `PTTL`, one `PUBLISH` per publication;
+/// - no `EXISTS` for the epoch rule: `XADD NOMKSTREAM` of the first publication fails when
+///   the stream is gone, and only then is the epoch decided again;
+/// - `MAXLEN ~`: whole nodes of the stream are trimmed (exact trimming rewrites the oldest
+///   node on every publication); the size goes into the meta hash as `s`, and the history
+///   script never returns more than the last `s` offsets, so reads are as if exact;
+/// - the TTLs are refreshed only when the meta hash's remaining life left
+///   `[ttl, ttl + ttl/32]`, to `ttl + ttl/32`: the history still lives at least `ttl`
+///   after the last publication (and at most `ttl/32` longer), at one `PEXPIRE` pair per
+///   channel every `ttl/32` instead of one per publication.
 const PUBLISH: &str = r"
-local idem_ttl = tonumber(ARGV[6])
-if idem_ttl > 0 then
+local size = tonumber(ARGV[1])
+local window = tonumber(ARGV[5])
+if window > 0 then
   local first = redis.call('get', KEYS[3])
   if first then
     return {1, first}
   end
 end
-local size = tonumber(ARGV[2])
-local offset = 0
-local epoch = ''
-if size > 0 then
-  local ttl = tonumber(ARGV[3])
-  epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[4], ttl)
-  offset = redis.call('hincrby', KEYS[2], 'o', 1)
-  redis.call('xadd', KEYS[1], 'MAXLEN', size, string.format('%d-0', offset), 'd', ARGV[1])
-  redis.call('pexpire', KEYS[1], ttl)
-  redis.call('pexpire', KEYS[2], ttl)
+local pubsub = ARGV[4]
+local result
+if size == 0 then
+  for i = 6, #ARGV do
+    redis.call('publish', pubsub, 'p0::' .. ARGV[i])
+  end
+  result = '0:'
+else
+  local stream, meta = KEYS[1], KEYS[2]
+  local ttl = tonumber(ARGV[2])
+  local m = redis.call('hmget', meta, 'e', 'o')
+  local epoch = m[1]
+  local top = tonumber(m[2]) or 0
+  local first = top + 1
+  local created = true
+  if epoch then
+    created = not redis.call('xadd', stream, 'NOMKSTREAM', 'MAXLEN', '~', size, first .. '-0', 'd', ARGV[6])
+  end
+  if created then
+    if (not epoch) or top > 0 then
+      redis.call('del', stream)
+      epoch = ARGV[3]
+      first = 1
+    end
+    redis.call('xadd', stream, 'MAXLEN', '~', size, first .. '-0', 'd', ARGV[6])
+  end
+  local offset = first
+  for i = 7, #ARGV do
+    offset = offset + 1
+    redis.call('xadd', stream, 'MAXLEN', '~', size, offset .. '-0', 'd', ARGV[i])
+  end
+  redis.call('hset', meta, 'e', epoch, 'o', offset, 's', size)
+  local keep = ttl + math.floor(ttl / 32)
+  local left = created and -1 or redis.call('pttl', meta)
+  if left < ttl or left > keep then
+    redis.call('pexpire', stream, keep)
+    redis.call('pexpire', meta, keep)
+  end
+  local position = ':' .. epoch .. ':'
+  for i = 6, #ARGV do
+    redis.call('publish', pubsub, 'p' .. (first + i - 6) .. position .. ARGV[i])
+  end
+  result = first .. ':' .. epoch
 end
-local result = string.format('%d', offset) .. ':' .. epoch
-redis.call('publish', ARGV[5], 'p' .. result .. ':' .. ARGV[1])
-if idem_ttl > 0 then
-  redis.call('set', KEYS[3], result, 'PX', idem_ttl)
+if window > 0 then
+  redis.call('set', KEYS[3], result, 'PX', window)
 end
 return {0, result}
 ";
@@ -69,9 +118,10 @@ return {0, result}
 /// ARGV: new epoch candidate, ttl ms of a new epoch, since offset ('' = none), since epoch,
 /// limit (-1 = all), reverse ('1' / '0').
 /// Returns `{epoch, top offset, epoch matches (0/1), entries}` with entries as XRANGE
-/// replies.
+/// replies. Only the last `s` offsets (the history size the publish script wrote into the
+/// meta hash) are history: the stream is trimmed by whole nodes and may hold a few more.
 const HISTORY: &str = r"
-local epoch, top = ensure_epoch(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+local epoch, top, size = ensure_epoch(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 local since = ARGV[3]
 if since ~= '' and ARGV[4] ~= epoch then
   return {epoch, top, 0, {}}
@@ -79,6 +129,10 @@ end
 local limit = tonumber(ARGV[5])
 if limit == 0 then
   return {epoch, top, 1, {}}
+end
+local floor = 0
+if size > 0 and top > size then
+  floor = top - size
 end
 local entries
 if ARGV[6] == '1' then
@@ -89,15 +143,23 @@ if ARGV[6] == '1' then
     end
     hi = '(' .. since .. '-0'
   end
+  local lo = '-'
+  if floor > 0 then
+    lo = '(' .. floor .. '-0'
+  end
   if limit > 0 then
-    entries = redis.call('xrevrange', KEYS[1], hi, '-', 'COUNT', limit)
+    entries = redis.call('xrevrange', KEYS[1], hi, lo, 'COUNT', limit)
   else
-    entries = redis.call('xrevrange', KEYS[1], hi, '-')
+    entries = redis.call('xrevrange', KEYS[1], hi, lo)
   end
 else
+  local after = floor
+  if since ~= '' and tonumber(since) > after then
+    after = tonumber(since)
+  end
   local lo = '-'
-  if since ~= '' then
-    lo = '(' .. since .. '-0'
+  if since ~= '' or after > 0 then
+    lo = '(' .. string.format('%d', after) .. '-0'
   end
   if limit > 0 then
     entries = redis.call('xrange', KEYS[1], lo, '+', 'COUNT', limit)
@@ -202,9 +264,10 @@ end
 return {0, out}
 ";
 
+/// The publish script's source (loaded by `SCRIPT LOAD` after a `NOSCRIPT`).
+pub(crate) const PUBLISH_SOURCE: &str = PUBLISH;
 /// The publish script.
-pub(crate) static PUBLISH_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{ENSURE_EPOCH}{PUBLISH}")));
+pub(crate) static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH));
 /// The history script.
 pub(crate) static HISTORY_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{ENSURE_EPOCH}{HISTORY}")));

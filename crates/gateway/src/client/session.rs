@@ -2,8 +2,12 @@
 //! closes.
 //!
 //! Commands of one connection are handled one after another, in the order they arrive (an
-//! SDK sends `connect` and its subscribes in one frame and relies on that order). Every
-//! broker call is bounded by the broker's own time-outs, so a command never hangs.
+//! SDK sends `connect` and its subscribes in one frame and relies on that order), with one
+//! exception: publishes are pipelined. They go to the broker in batches while the reader
+//! goes on reading, and any other command waits until every publish before it was
+//! answered, so replies keep the command order and a command sees the effects of the
+//! publishes sent before it (see [`super::publish`]). Every broker call is bounded by the
+//! broker's own time-outs, so a command never hangs.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,6 +22,7 @@ use herald_common::protocol::{
 };
 use tokio::time::{Instant, sleep_until};
 
+use super::publish::Publishes;
 use super::{Inbound, classify};
 use crate::fanout::Target;
 use crate::fanout::outbox::Control;
@@ -70,6 +75,8 @@ pub(super) struct Client {
     /// Subscriptions, server-side ones included.
     pub subs: HashMap<ChannelName, Subscription>,
     pub publish_bucket: TokenBucket,
+    /// Publishes waiting for a batch, and the batch at the broker.
+    pub publishes: Publishes,
     pub timers: Timers,
 }
 
@@ -120,6 +127,7 @@ impl Client {
             identity: None,
             subs: HashMap::new(),
             publish_bucket,
+            publishes: Publishes::default(),
             timers,
         }
     }
@@ -142,6 +150,9 @@ impl Client {
                 () = done.cancelled() => break,
                 () = target.attention.notified() => Box::pin(self.drop_ended_subscriptions()).await,
                 () = sleep_until(deadline) => Box::pin(self.on_timers()).await,
+                landing = self.publishes.landed(), if self.publishes.is_flying() => {
+                    self.publishes_landed(landing);
+                }
                 message = reader.recv() => match classify(message) {
                     Inbound::Text(text) => Box::pin(self.on_frame(&text)).await,
                     Inbound::Ping(bytes) => self.target.outbox.control(Control::Pong(bytes)),
@@ -166,6 +177,8 @@ impl Client {
                 Ok(command) => command,
                 Err(err) => {
                     tracing::debug!(error = %err, "undecodable command");
+                    // The publishes before it are still made and answered, as before it.
+                    self.drain_publishes().await;
                     self.close(DisconnectCode::BadRequest);
                     return;
                 }
@@ -175,12 +188,19 @@ impl Client {
                 return;
             }
         }
+        // The frame's publishes go out as one batch (or after the batch in flight).
+        self.send_publishes();
     }
 
     async fn handle(&mut self, command: Command) {
         if command.is_pong() {
             self.timers.pong_by = None;
             return;
+        }
+        if !matches!(command.method, Method::Publish(_)) {
+            // Nothing overtakes a publish: whatever this command reads or changes (a
+            // subscription, presence, history) is seen after the publishes before it.
+            self.drain_publishes().await;
         }
         let id = command.id;
         if id == 0 && !matches!(command.method, Method::Send(_)) {

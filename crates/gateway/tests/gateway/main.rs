@@ -12,6 +12,7 @@ mod follower;
 mod frames;
 mod http;
 mod limits;
+mod pipelining;
 mod position;
 mod processes;
 mod protocol;

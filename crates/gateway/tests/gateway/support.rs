@@ -74,7 +74,9 @@ pub async fn spawn_gateway_on(
     let prefix = prefix.to_owned();
     let mut settings = test_settings(&prefix);
     tweak(&mut settings);
-    let broker = Broker::redis(&RedisConfig::new(test_redis_url()).with_prefix(prefix)).unwrap();
+    // The Redis the node uses (a test may give it one of its own).
+    let url = settings.redis_url.expose().clone();
+    let broker = Broker::redis(&RedisConfig::new(url).with_prefix(prefix)).unwrap();
     keys.publish(&broker).await;
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
@@ -191,6 +193,16 @@ impl WsClient {
     pub async fn reply(&mut self, id: u32) -> Value {
         loop {
             if let Some(at) = self.inbox.iter().position(|m| m["id"] == id) {
+                return self.inbox.remove(at).unwrap();
+            }
+            self.read_messages().await;
+        }
+    }
+
+    /// The next reply (a message with an id), in the order the server sent the replies.
+    pub async fn next_reply(&mut self) -> Value {
+        loop {
+            if let Some(at) = self.inbox.iter().position(|m| m.get("id").is_some()) {
                 return self.inbox.remove(at).unwrap();
             }
             self.read_messages().await;
