@@ -26,10 +26,10 @@ use crate::procfs;
 use crate::report;
 use crate::ws::{PING, Target, Ws, bench_data, parse_bench};
 
-/// Publications a publisher may have in flight (sent, not yet acknowledged).
+/// Default publications a publisher may have in flight (sent, not yet acknowledged).
 const WINDOW: u64 = 512;
 
-/// Publish commands joined into one frame in a burst.
+/// Default publish commands joined into one frame in a burst.
 const BURST_FRAME: u64 = 32;
 
 /// Options of `herald-bench fanout`.
@@ -76,9 +76,18 @@ pub struct Args {
     /// The server API key (`X-API-Key`).
     #[arg(long, env = "HERALD_BENCH_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// The gateway's process id: its CPU time per delivery is reported.
+    /// The gateway's process id: its CPU time per delivery and per publication is reported.
     #[arg(long)]
     gateway_pid: Option<u32>,
+    /// The redis-server's process id: its CPU time per publication is reported too.
+    #[arg(long)]
+    redis_pid: Option<u32>,
+    /// Publications a client publisher may have in flight (sent, not yet answered).
+    #[arg(long, default_value_t = WINDOW)]
+    window: u64,
+    /// Publish commands a client publisher joins into one frame when more are due.
+    #[arg(long, default_value_t = BURST_FRAME)]
+    frame: u64,
     /// Longest wait for the last deliveries after publishing ended, seconds.
     #[arg(long, default_value_t = 10.0)]
     drain: f64,
@@ -108,8 +117,8 @@ struct Published {
 
 /// Runs the scenario and prints the report.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if args.subscribers == 0 || args.publishers == 0 {
-        bail!("--subscribers and --publishers must be at least 1");
+    if args.subscribers == 0 || args.publishers == 0 || args.window == 0 || args.frame == 0 {
+        bail!("--subscribers, --publishers, --window and --frame must be at least 1");
     }
     let http = reqwest::Client::new();
     let target = Target::resolve(&args.url).await?;
@@ -182,6 +191,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let load_before = procfs::load_average();
     let cpu_before = args.gateway_pid.map(procfs::cpu_micros).transpose()?;
+    let redis_before = args.redis_pid.map(procfs::cpu_micros).transpose()?;
     let self_before = procfs::cpu_micros(std::process::id()).ok();
     let began = start.elapsed();
     if let Some(broker) = &broker {
@@ -222,6 +232,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             publisher_tasks.push(tokio::spawn(ws_publisher(
                 ws,
                 args.channel.clone(),
+                (args.window, args.frame),
                 Plan {
                     index,
                     count: *count,
@@ -246,6 +257,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let accepted = published.accepted.load(Ordering::Relaxed);
     let expected = accepted * args.subscribers as u64;
     let cpu_after = args.gateway_pid.map(procfs::cpu_micros).transpose()?;
+    let redis_after = args.redis_pid.map(procfs::cpu_micros).transpose()?;
     let self_after = procfs::cpu_micros(std::process::id()).ok();
     let load_after = procfs::load_average();
     stop.cancel();
@@ -323,6 +335,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             cpu as f64 / 1e6 / window.as_secs_f64() * 100.0
         );
     }
+    let gateway_cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
+    let redis_cpu = redis_before
+        .zip(redis_after)
+        .map(|(b, a)| a.saturating_sub(b));
+    if gateway_cpu.is_some() || redis_cpu.is_some() {
+        let per = |cpu: Option<u64>| cpu.map(|cpu| cpu as f64 / accepted.max(1) as f64);
+        let (gateway, redis) = (per(gateway_cpu), per(redis_cpu));
+        let show = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+        println!(
+            "  server CPU per publication: {} µs = gateway {} + redis-server {} ({:.0} publications/s)",
+            show(Some(gateway.unwrap_or(0.0) + redis.unwrap_or(0.0))),
+            show(gateway),
+            show(redis),
+            accepted as f64 / publishing.as_secs_f64()
+        );
+    }
     if let (Some(before), Some(after)) = (self_before, self_after) {
         println!(
             "  bench CPU: {:.3} s ({:.3} µs per delivery)",
@@ -370,6 +398,7 @@ impl Plan {
 async fn ws_publisher(
     ws: Ws,
     channel: String,
+    (window, frame_len): (u64, u64),
     plan: Plan,
     published: Arc<Published>,
 ) -> anyhow::Result<()> {
@@ -425,9 +454,9 @@ async fn ws_publisher(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while sent < plan.count && Instant::now() < deadline {
         let in_flight = sent - acked.load(Ordering::Acquire);
-        let room = WINDOW.saturating_sub(in_flight);
+        let room = window.saturating_sub(in_flight);
         let due = plan.due(began.elapsed()).saturating_sub(sent);
-        let batch = due.min(room).min(BURST_FRAME);
+        let batch = due.min(room).min(frame_len);
         if batch == 0 {
             if plan.rate.is_some() && room > 0 {
                 tick.tick().await;

@@ -3,7 +3,9 @@
 //! Scenarios, one subcommand each:
 //! - [`fanout`]: N subscribers of one channel, publications at a fixed rate or in a burst;
 //!   delivered/s, latency percentiles, lost / duplicated / reordered counts and the
-//!   gateway's CPU time per delivery (read from `/proc`);
+//!   gateway's CPU time per delivery (read from `/proc`), and with `--redis-pid` the
+//!   server CPU (gateway + redis-server) per publication (`--publishers 1 --subscribers 1
+//!   --burst N`: one connection publishing as fast as it can);
 //! - [`tasks`]: `POST /tasks` at a fixed rate, one subscriber of `tasks`; POST start to
 //!   client frame latency;
 //! - [`idle`]: many connected, idle clients; the gateway's RSS per connection.
