@@ -64,14 +64,18 @@ enum What {
 }
 
 struct Flight {
-    /// The batch's entries in command order (the sent ones without their request).
-    entries: Vec<(
-        u32,
-        Instant,
-        Option<(ChannelName, Span)>,
-        Option<ProtocolError>,
-    )>,
+    /// The batch's entries in command order.
+    entries: Vec<Flying>,
     landing: Pin<Box<dyn Future<Output = Landing> + Send>>,
+}
+
+/// One entry of the batch in flight.
+struct Flying {
+    id: u32,
+    started: Instant,
+    /// What was sent (`None`: a refused publish, answered with `refused`).
+    sent: Option<(ChannelName, Span)>,
+    refused: Option<ProtocolError>,
 }
 
 impl Publishes {
@@ -176,15 +180,25 @@ impl Client {
                     span,
                 } => {
                     requests.push((channel.clone(), request));
-                    entries.push((entry.id, entry.started, Some((channel, span)), None));
+                    entries.push(Flying {
+                        id: entry.id,
+                        started: entry.started,
+                        sent: Some((channel, span)),
+                        refused: None,
+                    });
                 }
-                What::Refused(error) => entries.push((entry.id, entry.started, None, Some(error))),
+                What::Refused(error) => entries.push(Flying {
+                    id: entry.id,
+                    started: entry.started,
+                    sent: None,
+                    refused: Some(error),
+                }),
             }
         }
         if requests.is_empty() {
-            for (id, _, _, error) in entries {
-                if let Some(error) = error {
-                    self.reply(id, error);
+            for entry in entries {
+                if let Some(error) = entry.refused {
+                    self.reply(entry.id, error);
                 }
             }
             return;
@@ -202,7 +216,13 @@ impl Client {
             return;
         };
         let mut results = landing.into_iter();
-        for (id, started, sent, refused) in flight.entries {
+        for Flying {
+            id,
+            started,
+            sent,
+            refused,
+        } in flight.entries
+        {
             if let Some(error) = refused {
                 self.reply(id, error);
                 continue;
