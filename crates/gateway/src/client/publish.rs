@@ -56,7 +56,7 @@ enum What {
     /// Goes to the broker; its `gateway.publish` span lasts until the reply.
     Send {
         channel: ChannelName,
-        request: PublishRequest,
+        request: Box<PublishRequest>,
         span: Span,
     },
     /// Refused by a check: the error reply waits for the replies of earlier publishes.
@@ -108,7 +108,7 @@ impl Client {
                     started: Instant::now(),
                     what: What::Send {
                         channel,
-                        request,
+                        request: Box::new(request),
                         span,
                     },
                 });
@@ -179,7 +179,7 @@ impl Client {
                     request,
                     span,
                 } => {
-                    requests.push((channel.clone(), request));
+                    requests.push((channel.clone(), *request));
                     entries.push(Flying {
                         id: entry.id,
                         started: entry.started,
