@@ -1,9 +1,9 @@
 //! Prometheus metrics (design section 7).
 //!
 //! Code records with the `metrics` macros (`metrics::counter!("herald_...").increment(1)`)
-//! anywhere; [`install`] puts the Prometheus recorder in place once per process (later calls,
-//! e.g. from the second service of the embedded binary or from the next test, get the same
-//! handle), and `/metrics` renders it ([`render`]). [`http_metrics`] is a middleware that counts
+//! anywhere; [`install`] puts the Prometheus recorder in place exactly once per process (every
+//! call, concurrent ones included, e.g. from the other services of the embedded binary or from
+//! other tests, gets the same handle), and `/metrics` renders it ([`render`]). [`http_metrics`] is a middleware that counts
 //! requests and measures their latency per route pattern.
 
 use std::{sync::OnceLock, time::Instant};
@@ -16,33 +16,50 @@ use actix_web::{
     middleware::Next,
     web,
 };
-use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets (seconds) for `*_duration_seconds` histograms: 1 ms to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// The outcome of the one installation of this process, shared by every caller.
+static INSTALLED: OnceLock<Result<PrometheusHandle, InstallError>> = OnceLock::new();
 
-/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+/// The Prometheus recorder could not be installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    /// The recorder's configuration was refused (e.g. empty latency buckets).
+    #[error("building the Prometheus recorder failed: {0}")]
+    Build(String),
+    /// Some other `metrics` recorder was installed first, by code other than [`install`].
+    #[error("another metrics recorder is installed in this process")]
+    OtherRecorder,
+}
+
+/// Installs the process-wide Prometheus recorder and returns its handle.
 ///
-/// Fails only if some other `metrics` recorder was installed first.
-pub fn install() -> Result<PrometheusHandle, BuildError> {
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
-    // Two racing first calls: the loser's install fails, but the winner stores its handle.
-    let result = PrometheusBuilder::new()
+/// The recorder is built and installed exactly once per process: every call, including calls
+/// racing from several threads (the services of the embedded binary, or tests running as
+/// threads of one process under `cargo test`), waits for that one installation and gets a
+/// clone of the same handle, which sees every metric recorded in the process. If the
+/// installation failed, every call gets the same error.
+pub fn install() -> Result<PrometheusHandle, InstallError> {
+    INSTALLED.get_or_init(install_once).clone()
+}
+
+/// Builds the recorder and makes it the global one; run once, under [`INSTALLED`]'s lock.
+fn install_once() -> Result<PrometheusHandle, InstallError> {
+    let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
             LATENCY_BUCKETS,
-        )?
-        .install_recorder();
-    match result {
-        Ok(handle) => Ok(HANDLE.get_or_init(|| handle).clone()),
-        Err(err) => HANDLE.get().cloned().ok_or(err),
-    }
+        )
+        .map_err(|err| InstallError::Build(err.to_string()))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| InstallError::OtherRecorder)?;
+    Ok(handle)
 }
 
 /// `GET /metrics`: the Prometheus text exposition of everything recorded in this process.
