@@ -59,7 +59,7 @@ impl AuthState {
         let store = Store::connect(settings.database_url.expose(), Duration::from_secs(5))
             .await
             .context("opening the database")?;
-        if matches!(store, Store::Sqlite(_)) || settings.auto_migrate {
+        if store.migrates_at_start(settings.auto_migrate) {
             store.migrate().await.context("applying migrations")?;
         }
         let hasher = PasswordHasher::new(settings.password_hash)

@@ -1,11 +1,28 @@
 //! Database plumbing shared by the services that own tables (auth, tasks-api): which backend
-//! a `HERALD_DATABASE_URL` names, the connection pools of both backends, and "now" at the
-//! precision the stores keep. Each service's `store` module keeps its own queries and
-//! migrations (design section 1: each service owns its tables and migration history).
+//! a `HERALD_DATABASE_URL` names, the store scaffold both services build on ([`Store`],
+//! [`Backend`], [`dispatch!`](crate::dispatch)), the connection pools of both backends, and
+//! "now" at the precision the stores keep. Each service's `store` module keeps its own
+//! queries and migrations (design section 1: each service owns its tables and migration
+//! history).
+//!
+//! A service's store is a [`Store`] of its Postgres and its SQLite backend, each a
+//! [`Backend`] (open, migrate, ping), wrapped in a type of the service's own that adds its
+//! queries and sends each to whichever backend the URL chose with [`dispatch!`](crate::dispatch):
+//!
+//! ```ignore
+//! #[derive(Debug, Clone)]
+//! pub struct Store(db::Store<PgStore, SqliteStore>);
+//!
+//! impl Store {
+//!     pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+//!         herald_service::dispatch!(self.0, user(id))
+//!     }
+//! }
+//! ```
 //!
 //! Enabled by the `db` feature, so services without a database do not build sqlx.
 
-use std::{str::FromStr, time::Duration};
+use std::{future::Future, str::FromStr, time::Duration};
 
 use sqlx::{
     PgPool, SqlitePool,
@@ -33,6 +50,104 @@ impl DatabaseKind {
         } else {
             None
         }
+    }
+}
+
+/// A database URL whose scheme is neither `postgres://` (or `postgresql://`) nor `sqlite:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported database URL scheme (expected postgres:// or sqlite:)")]
+pub struct UnsupportedUrl;
+
+/// One backend of a service's store (its Postgres or its SQLite half): how the scaffold opens
+/// it, migrates it and checks it. The service's queries are methods of its own on the
+/// implementing type.
+pub trait Backend: Sized {
+    /// The service's storage error; a bad URL and database failures convert into it.
+    type Error: From<UnsupportedUrl> + From<sqlx::Error>;
+
+    /// Opens the backend's pools on `url` (whose scheme is this backend's), waiting at most
+    /// `acquire_timeout` for a connection; does not migrate.
+    fn connect(
+        url: &str,
+        acquire_timeout: Duration,
+    ) -> impl Future<Output = Result<Self, Self::Error>> + Send;
+
+    /// Applies the service's pending migrations to this database.
+    fn migrate(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Whether the database answers (readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A service's store on whichever database its URL names: Postgres (distributed mode) or
+/// SQLite (embedded mode), both with the service's error `E`. Cheap to clone when the
+/// backends are (pool handles).
+#[derive(Debug, Clone)]
+pub enum Store<P, S> {
+    /// Postgres (distributed mode).
+    Postgres(P),
+    /// SQLite (embedded mode).
+    Sqlite(S),
+}
+
+/// Calls the same method on whichever backend a [`Store`] holds and awaits it:
+/// `dispatch!(store, method(arg, ...))`, where `store` is a [`Store`] (or a reference to one).
+#[macro_export]
+macro_rules! dispatch {
+    ($store:expr, $method:ident ( $($arg:expr),* $(,)? )) => {
+        match &$store {
+            $crate::db::Store::Postgres(backend) => backend.$method($($arg),*).await,
+            $crate::db::Store::Sqlite(backend) => backend.$method($($arg),*).await,
+        }
+    };
+}
+
+impl<P, S, E> Store<P, S>
+where
+    P: Backend<Error = E>,
+    S: Backend<Error = E>,
+    E: From<UnsupportedUrl> + From<sqlx::Error>,
+{
+    /// Opens the backend `url` names (`postgres://...` or `sqlite://path`); does not migrate.
+    ///
+    /// The backends decide how they connect; Herald's connect Postgres lazily (so the service
+    /// starts, and reports not ready, while the database is down) and create a SQLite file
+    /// and its directory if missing.
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, E> {
+        match DatabaseKind::of(url) {
+            Some(DatabaseKind::Postgres) => {
+                Ok(Self::Postgres(P::connect(url, acquire_timeout).await?))
+            }
+            Some(DatabaseKind::Sqlite) => Ok(Self::Sqlite(S::connect(url, acquire_timeout).await?)),
+            None => Err(UnsupportedUrl.into()),
+        }
+    }
+
+    /// Applies the service's pending migrations.
+    pub async fn migrate(&self) -> Result<(), E> {
+        crate::dispatch!(self, migrate())
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), E> {
+        crate::dispatch!(self, ping())
+    }
+}
+
+impl<P, S> Store<P, S> {
+    /// Which database this is.
+    pub fn kind(&self) -> DatabaseKind {
+        match self {
+            Self::Postgres(_) => DatabaseKind::Postgres,
+            Self::Sqlite(_) => DatabaseKind::Sqlite,
+        }
+    }
+
+    /// Whether the service applies its migrations at start-up without being asked: always on
+    /// SQLite (the embedded mode's file is the service's own), on Postgres only with
+    /// `auto_migrate` (`HERALD_AUTO_MIGRATE`; otherwise a deploy step migrates).
+    pub fn migrates_at_start(&self, auto_migrate: bool) -> bool {
+        matches!(self, Self::Sqlite(_)) || auto_migrate
     }
 }
 

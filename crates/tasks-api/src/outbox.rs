@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span};
 
 use herald_broker::Broker;
+use herald_service::db;
 use tokio::sync::Notify;
 
 use crate::settings::OutboxSettings;
@@ -67,7 +68,7 @@ pub(crate) async fn run_relay(
     let mut listener: Option<PgListener> = None;
     let mut retry_delay = FIRST_RETRY_DELAY;
     loop {
-        if let Store::Postgres(pg) = &store
+        if let db::Store::Postgres(pg) = &*store
             && listener.is_none()
         {
             match pg.outbox_listener().await {
@@ -79,8 +80,8 @@ pub(crate) async fn run_relay(
         let pause = match round {
             Round::Drained => {
                 retry_delay = FIRST_RETRY_DELAY;
-                match (&store, &listener) {
-                    (Store::Postgres(_), Some(_)) => settings.fallback_interval,
+                match (&*store, &listener) {
+                    (db::Store::Postgres(_), Some(_)) => settings.fallback_interval,
                     _ => settings.poll_interval,
                 }
             }

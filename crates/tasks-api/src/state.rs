@@ -47,7 +47,7 @@ impl TasksApi {
         let store = Store::connect(settings.database_url.expose(), ACQUIRE_TIMEOUT)
             .await
             .context("opening the database")?;
-        if matches!(store, Store::Sqlite(_)) || settings.auto_migrate {
+        if store.migrates_at_start(settings.auto_migrate) {
             store.migrate().await.context("applying migrations")?;
         }
         Self::with_store(settings, store, context).await

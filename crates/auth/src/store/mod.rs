@@ -1,8 +1,10 @@
 //! Persistence of accounts and refresh tokens.
 //!
-//! [`Store`] is the one type handlers see; it dispatches to Postgres (distributed mode,
-//! compile-checked `query!` macros, offline data in `.sqlx/`) or SQLite (embedded mode,
-//! runtime queries). Both pass the same test suite (`tests/store.rs`). Migrations live in
+//! [`Store`] is the one type handlers see: the shared scaffold ([`db::Store`], opening,
+//! migrating and pinging whichever database the URL names) with this service's queries,
+//! each dispatched to Postgres (distributed mode, compile-checked `query!` macros, offline
+//! data in `.sqlx/`) or SQLite (embedded mode, runtime queries). Both pass the same test
+//! suite (`tests/store.rs`). Migrations live in
 //! `migrations/auth/{postgres,sqlite}/` and their history in [`MIGRATIONS_TABLE`], so other
 //! services can migrate the same database independently.
 //!
@@ -12,10 +14,10 @@
 mod postgres;
 mod sqlite;
 
-use std::time::Duration;
+use std::{ops::Deref, time::Duration};
 
 use herald_common::ids::UserId;
-use herald_service::db::DatabaseKind;
+use herald_service::{db, dispatch};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -38,8 +40,8 @@ pub enum StoreError {
     #[error("username is taken")]
     UsernameTaken,
     /// The URL is neither `postgres://` nor `sqlite:`.
-    #[error("unsupported database URL scheme (expected postgres:// or sqlite:)")]
-    UnsupportedUrl,
+    #[error(transparent)]
+    UnsupportedUrl(#[from] db::UnsupportedUrl),
     /// The database failed or could not be reached.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -118,23 +120,18 @@ pub enum Rotation {
     Invalid,
 }
 
-/// Where accounts and refresh tokens live. Cheap to clone (a pool handle).
+/// Where accounts and refresh tokens live: the shared store scaffold (which also gives
+/// [`db::Store::migrate`], [`db::Store::ping`] and [`db::Store::kind`]) over this service's
+/// two backends. Cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
-pub enum Store {
-    /// Postgres (distributed mode).
-    Postgres(PgStore),
-    /// SQLite (embedded mode).
-    Sqlite(SqliteStore),
-}
+pub struct Store(db::Store<PgStore, SqliteStore>);
 
-/// Calls the same method on whichever backend this is.
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Postgres(store) => store.$method($($arg),*).await,
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-        }
-    };
+impl Deref for Store {
+    type Target = db::Store<PgStore, SqliteStore>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Store {
@@ -143,30 +140,12 @@ impl Store {
     /// Postgres connects lazily, so the service starts (and reports not-ready) while the
     /// database is down; a SQLite file and its directory are created if missing.
     pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        match DatabaseKind::of(url) {
-            Some(DatabaseKind::Postgres) => {
-                Ok(Self::Postgres(PgStore::connect(url, acquire_timeout)?))
-            }
-            Some(DatabaseKind::Sqlite) => Ok(Self::Sqlite(
-                SqliteStore::connect(url, acquire_timeout).await?,
-            )),
-            None => Err(StoreError::UnsupportedUrl),
-        }
-    }
-
-    /// Applies pending migrations (history in [`MIGRATIONS_TABLE`]).
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        dispatch!(self.migrate())
-    }
-
-    /// Whether the database answers (readiness).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self.ping())
+        db::Store::connect(url, acquire_timeout).await.map(Self)
     }
 
     /// Creates an account; [`StoreError::UsernameTaken`] if the name exists in any case.
     pub async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
-        dispatch!(self.create_user(user))
+        dispatch!(self.0, create_user(user))
     }
 
     /// The account named `username` (ignoring case), with its password hash.
@@ -174,12 +153,12 @@ impl Store {
         &self,
         username: &Username,
     ) -> Result<Option<Credentials>, StoreError> {
-        dispatch!(self.credentials(username))
+        dispatch!(self.0, credentials(username))
     }
 
     /// The account with this id.
     pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        dispatch!(self.user(id))
+        dispatch!(self.0, user(id))
     }
 
     /// Up to `limit` accounts whose name starts with `prefix` (ignoring case), by name.
@@ -188,12 +167,12 @@ impl Store {
         prefix: &UsernamePrefix,
         limit: u32,
     ) -> Result<Vec<User>, StoreError> {
-        dispatch!(self.search_users(prefix, limit))
+        dispatch!(self.0, search_users(prefix, limit))
     }
 
     /// Stores a refresh token (the first of a new family at sign-in).
     pub async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError> {
-        dispatch!(self.insert_refresh_token(token))
+        dispatch!(self.0, insert_refresh_token(token))
     }
 
     /// Uses up the token with hash `presented` and stores `replacement` in its family, or
@@ -203,7 +182,7 @@ impl Store {
         presented: &RefreshTokenHash,
         replacement: &Replacement,
     ) -> Result<Rotation, StoreError> {
-        dispatch!(self.rotate_refresh_token(presented, replacement))
+        dispatch!(self.0, rotate_refresh_token(presented, replacement))
     }
 
     /// Revokes the family of the token with hash `token` if `user` owns it; returns how many
@@ -214,12 +193,12 @@ impl Store {
         user: UserId,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        dispatch!(self.revoke_family(token, user, now))
+        dispatch!(self.0, revoke_family(token, user, now))
     }
 
     /// Revokes every live refresh token of `user`; returns how many.
     pub async fn revoke_all(&self, user: UserId, now: OffsetDateTime) -> Result<u64, StoreError> {
-        dispatch!(self.revoke_all(user, now))
+        dispatch!(self.0, revoke_all(user, now))
     }
 
     /// Deletes tokens that expired before `before`; returns how many.
@@ -227,6 +206,6 @@ impl Store {
         &self,
         before: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        dispatch!(self.delete_expired_refresh_tokens(before))
+        dispatch!(self.0, delete_expired_refresh_tokens(before))
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use herald_common::ids::UserId;
+use herald_service::db;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -24,30 +25,34 @@ pub struct PgStore {
     pool: PgPool,
 }
 
-impl PgStore {
-    /// A lazily connecting pool.
-    pub(super) fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let pool = herald_service::db::postgres_pool(url, acquire_timeout)?;
+impl db::Backend for PgStore {
+    type Error = StoreError;
+
+    /// A lazily connecting pool (see [`db::postgres_pool`]).
+    async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
+        let pool = db::postgres_pool(url, acquire_timeout)?;
         Ok(Self { pool })
     }
 
-    /// Wraps an existing pool (tests).
-    pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<(), StoreError> {
         let mut migrator = sqlx::migrate!("../../migrations/auth/postgres");
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
         migrator.run(&self.pool).await?;
         Ok(())
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query!("SELECT 1 AS one")
             .fetch_one(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+impl PgStore {
+    /// Wraps an existing pool (tests).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
     }
 
     pub(super) async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use herald_common::ids::UserId;
+use herald_service::db;
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,25 +24,29 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-impl SqliteStore {
+impl db::Backend for SqliteStore {
+    type Error = StoreError;
+
     /// Opens (creating if needed) the database file named by `url`.
-    pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let pool = herald_service::db::sqlite_pool(url, acquire_timeout).await?;
+    async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
+        let pool = db::sqlite_pool(url, acquire_timeout).await?;
         Ok(Self { pool })
     }
 
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<(), StoreError> {
         let mut migrator = sqlx::migrate!("../../migrations/auth/sqlite");
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
         migrator.run(&self.pool).await?;
         Ok(())
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
         Ok(())
     }
+}
 
+impl SqliteStore {
     pub(super) async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
         let result = sqlx::query(
             "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",

@@ -1,8 +1,10 @@
 //! Persistence of tasks, idempotency keys and the outbox.
 //!
-//! [`Store`] is the one type the service sees; it dispatches to Postgres (distributed mode,
-//! compile-checked `query!` macros, offline data in `.sqlx/`) or SQLite (embedded mode,
-//! runtime queries). Both pass the same test suite (`tests/store.rs`). Migrations live in
+//! [`Store`] is the one type the service sees: the shared scaffold ([`db::Store`], opening,
+//! migrating and pinging whichever database the URL names) with this service's queries,
+//! each dispatched to Postgres (distributed mode, compile-checked `query!` macros, offline
+//! data in `.sqlx/`) or SQLite (embedded mode, runtime queries). Both pass the same test
+//! suite (`tests/store.rs`). Migrations live in
 //! `migrations/tasks/{postgres,sqlite}/` and their history in [`MIGRATIONS_TABLE`], so
 //! auth's and tasks-api's migrations coexist in one database.
 //!
@@ -17,11 +19,11 @@
 mod postgres;
 mod sqlite;
 
-use std::time::Duration;
+use std::{ops::Deref, time::Duration};
 
 use herald_common::ids::{TaskId, UserId};
 use herald_common::task::{Task, TaskStatus};
-use herald_service::db::DatabaseKind;
+use herald_service::{db, dispatch};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -40,8 +42,8 @@ pub const OUTBOX_CHANNEL: &str = "herald_task_outbox";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL is neither `postgres://` nor `sqlite:`.
-    #[error("unsupported database URL scheme (expected postgres:// or sqlite:)")]
-    UnsupportedUrl,
+    #[error(transparent)]
+    UnsupportedUrl(#[from] db::UnsupportedUrl),
     /// The database failed or could not be reached.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -197,23 +199,18 @@ pub struct Swept {
     pub idempotency_keys: u64,
 }
 
-/// Where tasks live. Cheap to clone (a pool handle).
+/// Where tasks live: the shared store scaffold (which also gives [`db::Store::migrate`],
+/// [`db::Store::ping`] and [`db::Store::kind`]) over this service's two backends. Cheap to
+/// clone (a pool handle).
 #[derive(Debug, Clone)]
-pub enum Store {
-    /// Postgres (distributed mode).
-    Postgres(PgStore),
-    /// SQLite (embedded mode).
-    Sqlite(SqliteStore),
-}
+pub struct Store(db::Store<PgStore, SqliteStore>);
 
-/// Calls the same method on whichever backend this is.
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Postgres(store) => store.$method($($arg),*).await,
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-        }
-    };
+impl Deref for Store {
+    type Target = db::Store<PgStore, SqliteStore>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Store {
@@ -222,25 +219,7 @@ impl Store {
     /// Postgres connects lazily, so the service starts (and reports not ready) while the
     /// database is down; a SQLite file and its directory are created if missing.
     pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        match DatabaseKind::of(url) {
-            Some(DatabaseKind::Postgres) => {
-                Ok(Self::Postgres(PgStore::connect(url, acquire_timeout)?))
-            }
-            Some(DatabaseKind::Sqlite) => Ok(Self::Sqlite(
-                SqliteStore::connect(url, acquire_timeout).await?,
-            )),
-            None => Err(StoreError::UnsupportedUrl),
-        }
-    }
-
-    /// Applies pending migrations (history in [`MIGRATIONS_TABLE`]).
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        dispatch!(self.migrate())
-    }
-
-    /// Whether the database answers (readiness).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self.ping())
+        db::Store::connect(url, acquire_timeout).await.map(Self)
     }
 
     /// Stores `task` and its creation `event`, and with `idempotency` the key and answer,
@@ -252,17 +231,17 @@ impl Store {
         event: &OutboxEvent,
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<CreateOutcome, StoreError> {
-        dispatch!(self.create_task(task, event, idempotency))
+        dispatch!(self.0, create_task(task, event, idempotency))
     }
 
     /// The task with this id.
     pub async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
-        dispatch!(self.task(id))
+        dispatch!(self.0, task(id))
     }
 
     /// Tasks matching `query`, newest first.
     pub async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {
-        dispatch!(self.list_tasks(query))
+        dispatch!(self.0, list_tasks(query))
     }
 
     /// Replaces the task with `task` (same id) if it still has `expected_version`, and
@@ -273,7 +252,7 @@ impl Store {
         expected_version: u64,
         event: &OutboxEvent,
     ) -> Result<WriteOutcome, StoreError> {
-        dispatch!(self.update_task(task, expected_version, event))
+        dispatch!(self.0, update_task(task, expected_version, event))
     }
 
     /// Deletes the task if it still has `expected_version`, and stores `event`; one
@@ -284,14 +263,14 @@ impl Store {
         expected_version: u64,
         event: &OutboxEvent,
     ) -> Result<WriteOutcome, StoreError> {
-        dispatch!(self.delete_task(id, expected_version, event))
+        dispatch!(self.0, delete_task(id, expected_version, event))
     }
 
     /// Claims up to `limit` unsent outbox rows, oldest first, for one relay round. `None`
     /// when another relay (another replica) is in a round right now.
     pub async fn claim_outbox(&self, limit: u32) -> Result<Option<OutboxBatch>, StoreError> {
-        match self {
-            Store::Postgres(store) => {
+        match &self.0 {
+            db::Store::Postgres(store) => {
                 Ok(store
                     .claim_outbox(limit)
                     .await?
@@ -300,7 +279,7 @@ impl Store {
                         inner: BatchInner::Postgres(batch),
                     }))
             }
-            Store::Sqlite(store) => Ok(Some(OutboxBatch {
+            db::Store::Sqlite(store) => Ok(Some(OutboxBatch {
                 rows: store.unsent_outbox(limit).await?,
                 inner: BatchInner::Sqlite(store.clone()),
             })),
@@ -309,7 +288,7 @@ impl Store {
 
     /// How many outbox rows are unsent, and since when.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
-        dispatch!(self.outbox_stats())
+        dispatch!(self.0, outbox_stats())
     }
 
     /// Deletes outbox rows sent before `sent_before` and idempotency keys created before
@@ -319,7 +298,7 @@ impl Store {
         sent_before: OffsetDateTime,
         keys_before: OffsetDateTime,
     ) -> Result<Swept, StoreError> {
-        dispatch!(self.sweep(sent_before, keys_before))
+        dispatch!(self.0, sweep(sent_before, keys_before))
     }
 }
 

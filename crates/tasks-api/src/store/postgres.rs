@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use herald_common::ids::{TaskId, UserId};
 use herald_common::task::Task;
+use herald_service::db;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
@@ -81,13 +82,31 @@ impl PgBatch {
     }
 }
 
-impl PgStore {
-    /// A lazily connecting pool.
-    pub(super) fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let pool = herald_service::db::postgres_pool(url, acquire_timeout)?;
+impl db::Backend for PgStore {
+    type Error = StoreError;
+
+    /// A lazily connecting pool (see [`db::postgres_pool`]).
+    async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
+        let pool = db::postgres_pool(url, acquire_timeout)?;
         Ok(Self { pool })
     }
 
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut migrator = sqlx::migrate!("../../migrations/tasks/postgres");
+        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query!("SELECT 1 AS one")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl PgStore {
     /// Wraps an existing pool (tests).
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool }
@@ -100,20 +119,6 @@ impl PgStore {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(OUTBOX_CHANNEL).await?;
         Ok(listener)
-    }
-
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        let mut migrator = sqlx::migrate!("../../migrations/tasks/postgres");
-        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-        migrator.run(&self.pool).await?;
-        Ok(())
-    }
-
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query!("SELECT 1 AS one")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(())
     }
 
     pub(super) async fn create_task(

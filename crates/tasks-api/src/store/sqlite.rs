@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use herald_common::ids::{TaskId, UserId};
 use herald_common::task::Task;
+use herald_service::db;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
@@ -30,26 +31,30 @@ pub struct SqliteStore {
     writer: SqlitePool,
 }
 
-impl SqliteStore {
+impl db::Backend for SqliteStore {
+    type Error = StoreError;
+
     /// Opens (creating if needed) the database file named by `url`.
-    pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let pool = herald_service::db::sqlite_pool(url, acquire_timeout).await?;
-        let writer = herald_service::db::sqlite_writer_pool(url, acquire_timeout).await?;
+    async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
+        let pool = db::sqlite_pool(url, acquire_timeout).await?;
+        let writer = db::sqlite_writer_pool(url, acquire_timeout).await?;
         Ok(Self { pool, writer })
     }
 
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<(), StoreError> {
         let mut migrator = sqlx::migrate!("../../migrations/tasks/sqlite");
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
         migrator.run(&self.writer).await?;
         Ok(())
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
         Ok(())
     }
+}
 
+impl SqliteStore {
     pub(super) async fn create_task(
         &self,
         task: &Task,
