@@ -7,6 +7,10 @@
 //! - [`DisconnectCode`]: the WebSocket close code and reason. 3000-3499 and 4000-4499 (and
 //!   ≥ 5000) reconnect; 3500-3999 and 4500-4999 are terminal. 1009 (message too big) is
 //!   the WebSocket layer's own code, which the SDK treats as terminal.
+//!
+//! The bodies that carry an unsubscribe or disconnect code, [`Unsubscribe`] and
+//! [`Disconnect`], are defined here with their codes (the push module sends them); this
+//! module uses no other protocol module.
 
 #![warn(missing_docs)]
 
@@ -15,14 +19,43 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::push::{Disconnect, Unsubscribe};
-
 /// Longest close reason a WebSocket close frame can carry: 125 payload bytes minus the
 /// 2-byte code.
 pub const MAX_CLOSE_REASON_LEN: usize = 123;
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+/// `Unsubscribe` push: the server ended a subscription. See
+/// [`UnsubscribeCode`] for the codes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Unsubscribe {
+    /// The code: ≥ 2500 makes the SDK resubscribe.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub code: u32,
+    /// Human-readable reason.
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub reason: Cow<'static, str>,
+}
+
+/// `Disconnect` push and close advice: code, reason and whether to reconnect. Built from a
+/// [`DisconnectCode`] or with [`Disconnect::custom`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Disconnect {
+    /// Close code.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub code: u32,
+    /// Close reason (at most 123 bytes fit a close frame; see [`Disconnect::close_reason`]).
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub reason: Cow<'static, str>,
+    /// Whether the client should reconnect.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reconnect: bool,
 }
 
 /// A client-protocol error code with its documented message.

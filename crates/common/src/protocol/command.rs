@@ -22,7 +22,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::StreamPosition;
+use super::base::StreamPosition;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -428,6 +428,6 @@ impl From<CommandWire> for Command {
 
 impl<'de> Deserialize<'de> for Command {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        super::deserialize_object::<_, CommandWire>(deserializer).map(Command::from)
+        super::base::deserialize_object::<_, CommandWire>(deserializer).map(Command::from)
     }
 }

@@ -10,7 +10,7 @@
 #![warn(missing_docs)]
 
 use super::command::Command;
-use super::reply::ServerMessage;
+use super::message::ServerMessage;
 
 /// The messages of an inbound frame, in order, without blank lines.
 pub fn split_frame(frame: &str) -> impl Iterator<Item = &str> {

@@ -4,28 +4,33 @@
 //! `bytes` fields of `client.proto` (`data`, `info`, `conn_info`, `chan_info`) carry raw
 //! embedded JSON, so they are [`RawValue`]s here: Herald never re-encodes a user's payload.
 //!
-//! Layout:
+//! Layout, each module using only those listed before it:
+//! - [`base`]: what several messages carry ([`ClientInfo`], [`Publication`],
+//!   [`StreamPosition`]) and the rule every top-level message decodes by (objects only);
+//! - [`codes`]: error, unsubscribe and disconnect codes and their reconnect meaning, with the
+//!   bodies that carry them ([`ProtocolError`], [`Unsubscribe`], [`Disconnect`]);
 //! - [`command`]: [`Command`] `{id, <method>}` with the typed [`Method`] and its requests;
-//! - [`reply`]: [`Reply`] `{id, error | <result>}`, the results, and [`ServerMessage`];
+//! - [`reply`]: [`Reply`] `{id, error | <result>}` and the results;
 //! - [`push`]: [`Push`] (publication, join, leave, unsubscribe, subscribe, message, connect,
 //!   disconnect, refresh) and the encode-once fan-out encoders;
-//! - [`codes`]: error, unsubscribe and disconnect codes and their reconnect meaning;
+//! - [`message`]: [`ServerMessage`], anything the server writes (a reply, a push or a ping);
 //! - [`frame`]: newline-batched frames, split and joined.
+//!
+//! Every public item is also re-exported here, so `protocol::Push` and
+//! `protocol::push::Push` name the same type.
 //!
 //! Everything here decodes with unknown fields ignored and encodes with zero, false and
 //! empty fields left out, like the reference implementation.
 
+pub mod base;
 pub mod codes;
 pub mod command;
 pub mod frame;
+pub mod message;
 pub mod push;
 pub mod reply;
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-
+pub use base::{ClientInfo, Publication, StreamPosition};
 pub use codes::{
     DisconnectCode, DisconnectError, ErrorCode, MAX_CLOSE_REASON_LEN, ProtocolError,
     UnsubscribeCode, should_reconnect, should_resubscribe,
@@ -38,115 +43,13 @@ pub use command::{
 pub use frame::{
     FrameBuilder, decode_commands, decode_server_messages, join_messages, split_frame,
 };
+pub use message::ServerMessage;
 pub use push::{
     Disconnect, Message, Push, PushError, Refresh, Subscribe, Unsubscribe, encode_join_push,
     encode_leave_push, encode_publication_push,
 };
 pub use reply::{
     ConnectResult, HistoryResult, PING, PingResult, PresenceResult, PresenceStatsResult,
-    PublishResult, RefreshResult, Reply, ReplyBody, RpcResult, ServerMessage, SubRefreshResult,
-    SubscribeResult, UnsubscribeResult,
+    PublishResult, RefreshResult, Reply, ReplyBody, RpcResult, SubRefreshResult, SubscribeResult,
+    UnsubscribeResult,
 };
-
-/// Deserializes `T` from a JSON object only. Derived struct impls also accept an array
-/// (fields by position), which no protocol message is; top-level messages go through this.
-pub(crate) fn deserialize_object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-
-    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
-        type Value = T;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-        }
-    }
-
-    deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// Compares two optional raw JSON values by their text.
-fn raw_eq(a: &Option<Box<RawValue>>, b: &Option<Box<RawValue>>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => a.get() == b.get(),
-        (None, None) => true,
-        _ => false,
-    }
-}
-
-/// Who published or joined: `ClientInfo` in `client.proto`. `user` and `client` are
-/// always written (possibly empty), as the reference encoder does.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClientInfo {
-    /// The user id (JWT `sub`); empty for anonymous or server-side publications.
-    #[serde(default)]
-    pub user: String,
-    /// The client (connection) id.
-    #[serde(default)]
-    pub client: String,
-    /// Connection info: raw JSON, for Herald `{"name":"<username>"}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conn_info: Option<Box<RawValue>>,
-    /// Channel info: raw JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chan_info: Option<Box<RawValue>>,
-}
-
-/// Equal when the ids are equal and the raw JSON infos are the same text.
-impl PartialEq for ClientInfo {
-    fn eq(&self, other: &Self) -> bool {
-        self.user == other.user
-            && self.client == other.client
-            && raw_eq(&self.conn_info, &other.conn_info)
-            && raw_eq(&self.chan_info, &other.chan_info)
-    }
-}
-
-/// One message in a channel: `Publication` in `client.proto`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Publication {
-    /// Position in the channel's stream; 0 (omitted) when the channel keeps no history.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub offset: u64,
-    /// The payload: raw JSON.
-    pub data: Box<RawValue>,
-    /// Who published it, when a client did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub info: Option<ClientInfo>,
-    /// Free-form string tags.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
-}
-
-/// Equal when every field is, comparing the payload's raw JSON text.
-impl PartialEq for Publication {
-    fn eq(&self, other: &Self) -> bool {
-        self.offset == other.offset
-            && self.data.get() == other.data.get()
-            && self.info == other.info
-            && self.tags == other.tags
-    }
-}
-
-/// A position in a channel's stream: the epoch names one incarnation of the history, the
-/// offset counts publications within it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct StreamPosition {
-    /// Offset of the last publication seen (0 = none).
-    #[serde(default)]
-    pub offset: u64,
-    /// Epoch of the stream.
-    #[serde(default)]
-    pub epoch: String,
-}

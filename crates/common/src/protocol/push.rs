@@ -17,14 +17,14 @@
 
 #![warn(missing_docs)]
 
-use std::borrow::Cow;
-
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use super::base::{ClientInfo, Publication, StreamPosition};
+/// The unsubscribe and disconnect bodies live with their codes; they are pushes too.
+pub use super::codes::{Disconnect, Unsubscribe};
 use super::reply::ConnectResult;
-use super::{ClientInfo, Publication, StreamPosition};
 use crate::channel::ChannelName;
 
 fn is_false(b: &bool) -> bool {
@@ -37,18 +37,6 @@ fn is_zero_u32(n: &u32) -> bool {
 
 fn is_zero_u64(n: &u64) -> bool {
     *n == 0
-}
-
-/// `Unsubscribe` push: the server ended a subscription. See
-/// [`UnsubscribeCode`](super::codes::UnsubscribeCode) for the codes.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Unsubscribe {
-    /// The code: ≥ 2500 makes the SDK resubscribe.
-    #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pub code: u32,
-    /// Human-readable reason.
-    #[serde(default, skip_serializing_if = "str::is_empty")]
-    pub reason: Cow<'static, str>,
 }
 
 /// `Subscribe` push: the server subscribed this connection to a channel (server-side
@@ -92,21 +80,6 @@ impl Subscribe {
 pub struct Message {
     /// The payload: raw JSON.
     pub data: Box<RawValue>,
-}
-
-/// `Disconnect` push and close advice: code, reason and whether to reconnect. Built from a
-/// [`DisconnectCode`](super::codes::DisconnectCode) or with [`Disconnect::custom`].
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Disconnect {
-    /// Close code.
-    #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pub code: u32,
-    /// Close reason (at most 123 bytes fit a close frame; see [`Disconnect::close_reason`]).
-    #[serde(default, skip_serializing_if = "str::is_empty")]
-    pub reason: Cow<'static, str>,
-    /// Whether the client should reconnect.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub reconnect: bool,
 }
 
 /// `Refresh` push: new connection expiry, for unidirectional transports.
@@ -410,7 +383,7 @@ impl TryFrom<PushWire> for Push {
 impl<'de> Deserialize<'de> for Push {
     /// Decodes a push object (without the envelope); unknown fields are ignored.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire: PushWire = super::deserialize_object(deserializer)?;
+        let wire: PushWire = super::base::deserialize_object(deserializer)?;
         Push::try_from(wire).map_err(serde::de::Error::custom)
     }
 }
