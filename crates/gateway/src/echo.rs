@@ -48,7 +48,8 @@ pub async fn echo(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRes
             "connection limit reached",
         )
     })?;
-    let mut response = ws::handshake(&req).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let mut response = ws::handshake(&req, shared.settings.websocket.compression())
+        .map_err(|err| ApiError::bad_request(err.to_string()))?;
     ws::upgrade(&mut response, move |mut socket| async move {
         let _admission = admission;
         let (mut reader, mut writer) = socket.split(shared.settings.limits.max_message_size);

@@ -18,6 +18,11 @@
 //! | `herald_gateway_broker_events_dropped_total` | counter | broker events dropped (each led to a recovery) |
 //! | `herald_gateway_gaps_total` | counter | channels whose subscribers had to recover |
 //! | `herald_gateway_disconnects_total{code}` | counter | connections closed by the server, by close code |
+//! | `herald_gateway_deflate_frames_total` | counter | frames written compressed (permessage-deflate) |
+//! | `herald_gateway_deflate_bytes_in_total` | counter | bytes of those frames' messages before compression |
+//! | `herald_gateway_deflate_bytes_out_total` | counter | their payload bytes after compression |
+//! | `herald_gateway_deflate_compressions_total` | counter | messages compressed (a publication once, whatever its audience) |
+//! | `herald_gateway_inflated_messages_total` | counter | compressed messages received and inflated |
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -49,6 +54,16 @@ pub const BROKER_DROPS: &str = "herald_gateway_broker_events_dropped_total";
 pub const GAPS: &str = "herald_gateway_gaps_total";
 /// Server-side closes by code.
 pub const DISCONNECTS: &str = "herald_gateway_disconnects_total";
+/// Frames written compressed.
+pub const DEFLATE_FRAMES: &str = "herald_gateway_deflate_frames_total";
+/// Bytes of compressed frames before compression.
+pub const DEFLATE_BYTES_IN: &str = "herald_gateway_deflate_bytes_in_total";
+/// Bytes of compressed frames after compression.
+pub const DEFLATE_BYTES_OUT: &str = "herald_gateway_deflate_bytes_out_total";
+/// Messages compressed.
+pub const DEFLATE_COMPRESSIONS: &str = "herald_gateway_deflate_compressions_total";
+/// Compressed messages received.
+pub const INFLATED: &str = "herald_gateway_inflated_messages_total";
 
 /// Counters of this node that tests and the metrics ticker read directly.
 #[derive(Debug, Default)]

@@ -208,11 +208,36 @@ impl NamespaceSettings {
 pub struct WebSocketSettings {
     /// Serve `/ws/echo` (`HERALD_WEBSOCKET__ECHO`, default on); off: 404.
     pub echo: bool,
+    /// Accept permessage-deflate offers on every WebSocket endpoint
+    /// (`HERALD_WEBSOCKET__COMPRESSION`, default on).
+    pub compression: bool,
+    /// Messages shorter than this many bytes go uncompressed
+    /// (`HERALD_WEBSOCKET__COMPRESSION_MIN_SIZE`, default 128).
+    pub compression_min_size: usize,
+    /// zlib compression level, 0 to 9 (`HERALD_WEBSOCKET__COMPRESSION_LEVEL`, default 1;
+    /// higher values are capped at 9).
+    pub compression_level: u32,
 }
 
 impl Default for WebSocketSettings {
     fn default() -> Self {
-        Self { echo: true }
+        Self {
+            echo: true,
+            compression: true,
+            compression_min_size: 128,
+            compression_level: 1,
+        }
+    }
+}
+
+impl WebSocketSettings {
+    /// What the handshakes offer for permessage-deflate; `None` when it is switched off.
+    pub fn compression(&self) -> Option<crate::transport::deflate::Config> {
+        self.compression
+            .then_some(crate::transport::deflate::Config {
+                level: self.compression_level.min(9),
+                min_size: self.compression_min_size,
+            })
     }
 }
 

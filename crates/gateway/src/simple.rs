@@ -113,7 +113,8 @@ async fn open(
     };
     let admission = admit(&req, &shared, &target, grant.as_ref())?;
 
-    let mut response = ws::handshake(&req).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let mut response = ws::handshake(&req, shared.settings.websocket.compression())
+        .map_err(|err| ApiError::bad_request(err.to_string()))?;
     let limits = &shared.settings.limits;
     let (max_message, close_timeout) = (limits.max_message_size, limits.close_timeout);
     let line = LineConnection {
@@ -401,7 +402,7 @@ impl LineConnection {
         let _ = self
             .target
             .outbox
-            .push(ByteString::from(format!("* {text}")));
+            .push(ByteString::from(format!("* {text}")).into());
     }
 
     fn close(&self, code: DisconnectCode) {

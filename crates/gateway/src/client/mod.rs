@@ -45,7 +45,7 @@ pub async fn websocket(
         // The node is shutting down: the client (or the proxy in front) tries another node.
         return Ok(HttpResponse::ServiceUnavailable().finish());
     }
-    let mut response = ws::handshake(&req)?;
+    let mut response = ws::handshake(&req, shared.settings.websocket.compression())?;
     let ip = shared.settings.trusted_proxies.client_ip(&req);
     let shared = shared.into_inner();
     let limits = &shared.settings.limits;

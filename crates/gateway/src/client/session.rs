@@ -280,7 +280,7 @@ impl Client {
     /// Queues an encoded message for the client.
     pub fn send(&self, message: ByteString) {
         // A refused push means the connection is already closing; nothing else to do.
-        let _ = self.target.outbox.push(message);
+        let _ = self.target.outbox.push(message.into());
     }
 
     /// Queues the reply to command `id`.

@@ -6,7 +6,9 @@
 //!   shared `ByteString`, and pushed into each member's outbox (or its buffer while it
 //!   subscribes) unless that member's client already has it (its subscribe or connect
 //!   reply carried it, see [`super::slot`]). Per delivery that is an offset compare, a
-//!   reference-count increment and a short lock.
+//!   reference-count increment and a short lock. The message is an [`Outgoing::shared`]:
+//!   its permessage-deflate form, too, is computed once, by the first subscriber that
+//!   negotiated compression, and reused by the others.
 //! - **Gap** (an offset jump, a changed epoch, or the broker's `GapPossible` after a Redis
 //!   reconnect or a full receiver): client-side subscriptions get an unsubscribe push with
 //!   2500 (the SDK resubscribes and recovers), connections holding it server-side (and the
@@ -44,6 +46,7 @@ use super::outbox::Wakes;
 use super::slot::SlotKind;
 use crate::metrics::NodeStats;
 use crate::registry::Registry;
+use crate::transport::Outgoing;
 
 /// Events taken from the broker's receiver per wake-up.
 const BATCH: usize = 256;
@@ -179,8 +182,8 @@ impl Dispatcher {
         self.hub.with_channel(channel.as_str(), |entry| {
             wakes.set_direct(writes_directly(lone, entry.members.len()));
             // Encoded once per format some member asked for: a protocol push, a chat line.
-            let mut push: Option<ByteString> = None;
-            let mut line: Option<ByteString> = None;
+            let mut push: Option<Outgoing> = None;
+            let mut line: Option<Outgoing> = None;
             for member in entry.members.values() {
                 if !member.join_leave {
                     continue;
@@ -194,7 +197,7 @@ impl Dispatcher {
                                 encode_leave_push(channel, info)
                             };
                             match encoded {
-                                Ok(text) => push = Some(ByteString::from(text)),
+                                Ok(text) => push = Some(Outgoing::shared(ByteString::from(text))),
                                 Err(err) => {
                                     tracing::warn!(%channel, error = %err, "join/leave push not encodable");
                                     return;
@@ -204,7 +207,9 @@ impl Dispatcher {
                         push.as_ref()
                     }
                     Format::ChatLines => Some(
-                        &*line.get_or_insert_with(|| join_leave_line(info, join).into()),
+                        &*line.get_or_insert_with(|| {
+                            Outgoing::shared(ByteString::from(join_leave_line(info, join)))
+                        }),
                     ),
                     Format::NotificationLines => None,
                 };
@@ -220,7 +225,7 @@ impl Dispatcher {
         entry.reset();
         self.stats.gap();
         tracing::info!(%channel, subscribers = entry.members.len(), "possible gap; subscribers recover");
-        let mut unsubscribe: Option<ByteString> = None;
+        let mut unsubscribe: Option<Outgoing> = None;
         for member in entry.members.values() {
             if !member.slot.gap() {
                 // Buffering: the subscribe in progress reports it after its reply.
@@ -229,8 +234,8 @@ impl Dispatcher {
             let target = &member.target;
             match (member.slot.kind(), target.format) {
                 (SlotKind::Client, Format::Protocol) => {
-                    let message =
-                        unsubscribe.get_or_insert_with(|| insufficient_state_push(channel));
+                    let message = unsubscribe
+                        .get_or_insert_with(|| Outgoing::shared(insufficient_state_push(channel)));
                     let _ = target.outbox.push(message.clone());
                     target.subscription_ended(channel);
                 }
@@ -280,13 +285,14 @@ pub fn insufficient_state_push(channel: &ChannelName) -> ByteString {
     ByteString::from(push.encode().unwrap_or_default())
 }
 
-/// One publication, encoded at most once per format.
+/// One publication, encoded at most once per format (and compressed at most once per
+/// format, see [`Outgoing::shared`]).
 struct Encoded<'a> {
     channel: &'a ChannelName,
     publication: &'a Publication,
-    protocol: Option<Option<ByteString>>,
-    chat: Option<ByteString>,
-    notification: Option<ByteString>,
+    protocol: Option<Option<Outgoing>>,
+    chat: Option<Outgoing>,
+    notification: Option<Outgoing>,
 }
 
 impl<'a> Encoded<'a> {
@@ -300,12 +306,12 @@ impl<'a> Encoded<'a> {
         }
     }
 
-    fn get(&mut self, format: Format) -> Option<&ByteString> {
+    fn get(&mut self, format: Format) -> Option<&Outgoing> {
         match format {
             Format::Protocol => self
                 .protocol
                 .get_or_insert_with(|| match encode_publication_push(self.channel, self.publication) {
-                    Ok(text) => Some(ByteString::from(text)),
+                    Ok(text) => Some(Outgoing::shared(ByteString::from(text))),
                     Err(err) => {
                         tracing::warn!(channel = %self.channel, error = %err, "publication not encodable");
                         None
@@ -313,10 +319,14 @@ impl<'a> Encoded<'a> {
                 })
                 .as_ref(),
             Format::ChatLines => {
-                Some(self.chat.get_or_insert_with(|| ByteString::from(chat_line(self.publication))))
+                Some(self.chat.get_or_insert_with(|| {
+                    Outgoing::shared(ByteString::from(chat_line(self.publication)))
+                }))
             }
             Format::NotificationLines => Some(self.notification.get_or_insert_with(|| {
-                ByteString::from(notification_line(self.publication).into_owned())
+                Outgoing::shared(ByteString::from(
+                    notification_line(self.publication).into_owned(),
+                ))
             })),
         }
     }

@@ -11,6 +11,12 @@
 //! client that falls behind gets fewer, larger frames instead of a longer queue. Pings and
 //! pongs go through the same outbox, ahead of queued messages.
 //!
+//! On a connection that negotiated permessage-deflate the writer (and a direct write) sends
+//! a message's compressed form instead ([`Outgoing::deflated`]): for a publication, the one
+//! the first compressing subscriber computed, so a publication is compressed once however
+//! many connections get it; those messages go in frames of their own, short ones are still
+//! joined ([`FrameWriter::batch`]).
+//!
 //! Closing goes through the same queue, so a reply and the close that follows it stay in
 //! order: [`Outbox::close`] lets queued messages go first, [`Outbox::close_now`] drops them.
 //! A close frame waits at most the close timeout for a client that does not read; then the
@@ -22,14 +28,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use bytestring::ByteString;
 use herald_common::protocol::{Disconnect, DisconnectCode};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, NodeStats};
 use crate::transport::ws::{DirectWriter, FrameWriter};
-use crate::transport::{Attempt, TryWriteFrame};
+use crate::transport::{Attempt, Outgoing, TryWriteFrame};
 
 /// Largest frame the writer builds by joining messages (a single bigger message is still
 /// written whole).
@@ -84,7 +89,7 @@ const PEAK_STEP: usize = 4096;
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<ByteString>,
+    queue: VecDeque<Outgoing>,
     bytes: usize,
     /// The largest `bytes` reported to the node statistics.
     reported_peak: usize,
@@ -117,7 +122,7 @@ enum Next {
     /// Write this control frame.
     Control(Control),
     /// Write these messages as one frame.
-    Write(Vec<ByteString>),
+    Write(Vec<Outgoing>),
     /// Everything before the close was written: close.
     Close(Disconnect),
     /// Nothing to do: wait.
@@ -149,7 +154,7 @@ impl<W: TryWriteFrame> Outbox<W> {
     }
 
     /// Queues one encoded message and wakes the writer if needed. Never waits.
-    pub fn push(&self, message: ByteString) -> Result<(), Refused> {
+    pub fn push(&self, message: Outgoing) -> Result<(), Refused> {
         if self.enqueue(message)? == Pushed::Wake {
             self.wake.notify_one();
         }
@@ -158,7 +163,7 @@ impl<W: TryWriteFrame> Outbox<W> {
 
     /// Queues one encoded message without waking the writer; [`Pushed::Wake`] when the
     /// caller must call [`Outbox::wake`] later (see [`Wakes`]). Never waits.
-    pub fn push_deferred(&self, message: ByteString) -> Result<Pushed, Refused> {
+    pub fn push_deferred(&self, message: Outgoing) -> Result<Pushed, Refused> {
         self.enqueue(message)
     }
 
@@ -168,7 +173,7 @@ impl<W: TryWriteFrame> Outbox<W> {
     /// keeps it from mixing with the writer's frames (an idle writer only starts again
     /// through a push, which waits for the lock). What the socket does not take at once is
     /// left to the writer: the rest of the frame, or the whole message when nothing went.
-    pub fn push_direct(&self, message: ByteString) -> Result<Pushed, Refused> {
+    pub fn push_direct(&self, message: Outgoing) -> Result<Pushed, Refused> {
         let mut state = self.lock();
         if state.finished || state.close.is_some() {
             return Err(Refused::Closed);
@@ -178,7 +183,7 @@ impl<W: TryWriteFrame> Outbox<W> {
             && state.raw.is_none()
             && state.control.is_none();
         if idle && let Some(direct) = self.direct.get() {
-            match direct.try_write_text(&message) {
+            match direct.try_write(&message) {
                 Attempt::Whole => return Ok(Pushed::Written),
                 Attempt::Partial(rest) => {
                     state.raw = Some(rest);
@@ -197,7 +202,7 @@ impl<W: TryWriteFrame> Outbox<W> {
         self.wake.notify_one();
     }
 
-    fn enqueue(&self, message: ByteString) -> Result<Pushed, Refused> {
+    fn enqueue(&self, message: Outgoing) -> Result<Pushed, Refused> {
         let len = message.len();
         let mut state = self.lock();
         if state.finished || state.close.is_some() {
@@ -280,7 +285,7 @@ impl<W: TryWriteFrame> Outbox<W> {
 
     /// Takes what the writer should do next, moving up to [`MAX_FRAME_BYTES`] of messages
     /// into `batch` (at least one message).
-    fn next(&self, mut batch: Vec<ByteString>) -> Next {
+    fn next(&self, mut batch: Vec<Outgoing>) -> Next {
         let mut state = self.lock();
         if let Some(raw) = state.raw.take() {
             return Next::Raw(raw);
@@ -354,7 +359,7 @@ impl Wakes {
     /// Queues `message` on `outbox` (or writes it, see [`Wakes::set_direct`]), remembering
     /// the outbox for a wake-up when needed. A refused push needs nothing: the connection is
     /// closing (and its writer was woken for that).
-    pub fn push(&mut self, outbox: &Arc<Outbox>, message: ByteString) {
+    pub fn push(&mut self, outbox: &Arc<Outbox>, message: Outgoing) {
         let pushed = if self.direct {
             outbox.push_direct(message)
         } else {
@@ -431,7 +436,11 @@ pub async fn run_writer(
             }
             Next::Write(mut messages) => {
                 let count = messages.len() as u64;
-                let frame = writer.text(&messages);
+                let mut frames = 1;
+                let frame = async {
+                    frames = writer.batch(&messages).await?;
+                    Ok(())
+                };
                 if !write_or_finish(frame, &outbox, &done, close_timeout).await {
                     break;
                 }
@@ -442,7 +451,7 @@ pub async fn run_writer(
                 }
                 batch = messages;
                 messages_out.increment(count);
-                frames_out.increment(1);
+                frames_out.increment(frames as u64);
             }
             Next::Close(disconnect) => {
                 metrics::disconnect(disconnect.close_code());
@@ -493,7 +502,7 @@ mod tests {
 
     fn take(outbox: &Outbox) -> Vec<String> {
         match outbox.next(Vec::new()) {
-            Next::Write(messages) => messages.iter().map(ToString::to_string).collect(),
+            Next::Write(messages) => messages.iter().map(|m| m.text().to_string()).collect(),
             Next::Close(d) => vec![format!("close {}", d.code)],
             Next::Control(c) => vec![format!("{c:?}")],
             Next::Raw(r) => vec![format!("raw {r:?}")],
@@ -598,7 +607,7 @@ mod tests {
         outbox.attach_direct(server);
         outbox.direct.get().unwrap().writable().await.unwrap();
         // The client never reads: big messages fill the kernel's buffers, one is cut.
-        let big: ByteString = "z".repeat(1024 * 1024).into();
+        let big: Outgoing = bytestring::ByteString::from("z".repeat(1024 * 1024)).into();
         let mut wrote = 0;
         loop {
             match outbox.push_direct(big.clone()) {
@@ -635,7 +644,7 @@ mod tests {
         let outbox = outbox(4 * MAX_FRAME_BYTES);
         let big = "x".repeat(MAX_FRAME_BYTES / 2);
         for _ in 0..3 {
-            outbox.push(big.clone().into()).unwrap();
+            outbox.push(big.as_str().into()).unwrap();
         }
         assert_eq!(take(&outbox).len(), 1);
         assert_eq!(take(&outbox).len(), 1);

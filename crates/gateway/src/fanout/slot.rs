@@ -26,6 +26,7 @@ use herald_common::protocol::StreamPosition;
 
 use super::Target;
 use super::outbox::Wakes;
+use crate::transport::Outgoing;
 
 /// Most bytes a buffering subscription keeps before it gives up and asks for a recovery.
 const BUFFER_LIMIT: usize = 256 * 1024;
@@ -55,7 +56,7 @@ pub enum Started {
 #[derive(Debug)]
 enum State {
     Buffering {
-        items: Vec<(u64, ByteString)>,
+        items: Vec<(u64, Outgoing)>,
         bytes: usize,
         gap: bool,
     },
@@ -148,7 +149,7 @@ impl Slot {
         target: &Target,
         epoch: &str,
         offset: u64,
-        message: &ByteString,
+        message: &Outgoing,
         wakes: &mut Wakes,
     ) {
         if self.live.load(Ordering::Acquire) {
@@ -193,12 +194,12 @@ impl Slot {
         let mut state = self.lock();
         let State::Buffering { items, gap, .. } = &mut *state else {
             if let Some(reply) = reply {
-                let _ = target.outbox.push(reply);
+                let _ = target.outbox.push(reply.into());
             }
             return Started::Ended;
         };
         if let Some(reply) = reply {
-            let _ = target.outbox.push(reply);
+            let _ = target.outbox.push(reply.into());
         }
         if *gap {
             *state = State::Ended;
@@ -278,7 +279,7 @@ mod tests {
     fn queued_after(slot: &Slot, target: &Target, epoch: &str, offset: u64) -> usize {
         let before = target.outbox.queued_bytes();
         let mut wakes = Wakes::default();
-        slot.deliver(target, epoch, offset, &ByteString::from("m"), &mut wakes);
+        slot.deliver(target, epoch, offset, &Outgoing::from("m"), &mut wakes);
         wakes.flush();
         target.outbox.queued_bytes() - before
     }

@@ -2,6 +2,10 @@
 //! that takes upgrades off the HTTP/1 dispatcher is every process's
 //! ([`herald_service::server`]); a handshake answer carries the connection's task to it.
 //!
+//! When a handshake negotiates permessage-deflate ([`deflate`]), the halves compress and
+//! inflate messages; an [`Outgoing`] carries a message's bytes and, computed once for every
+//! compressing connection, its compressed form.
+//!
 //! Nothing here knows about channels, clients or the protocol's messages: the gateway's
 //! handlers answer the handshake and hand over what to run on the connection, and get back
 //! the connection's halves. Each half has one owner, and the types say so:
@@ -14,12 +18,14 @@
 //!
 //! Nothing else can write to the socket: the stream itself is not handed out.
 
+pub mod deflate;
 pub mod ws;
 
 use bytes::Bytes;
-use bytestring::ByteString;
 
-/// What a [`TryWriteFrame::try_write_text`] achieved.
+pub use deflate::Outgoing;
+
+/// What a [`TryWriteFrame::try_write`] achieved.
 #[derive(Debug)]
 pub enum Attempt {
     /// The whole frame went out.
@@ -35,6 +41,7 @@ pub enum Attempt {
 /// connection meanwhile (the outbox calls it only while its writer task is idle, under its
 /// lock).
 pub trait TryWriteFrame {
-    /// Writes `message` as one text frame, as far as the socket takes it at once.
-    fn try_write_text(&self, message: &ByteString) -> Attempt;
+    /// Writes `message` as one text frame (compressed if the connection negotiated it and
+    /// deflate makes it smaller), as far as the socket takes it at once.
+    fn try_write(&self, message: &Outgoing) -> Attempt;
 }

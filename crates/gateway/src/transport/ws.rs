@@ -11,13 +11,18 @@
 //! one vectored write (`writev`) per frame. See docs/benchmarks.md ("Idle connections").
 //!
 //! Frames from the client are decoded with actix-http's WebSocket codec (masking, lengths,
-//! opcodes, the size limit); continuations are joined here up to the same limit.
+//! opcodes, the size limit); continuations are joined here up to the same limit. When the
+//! handshake negotiated permessage-deflate ([`super::deflate`]), RSV1 on a message's first
+//! frame marks it compressed: the bit is taken off before the codec sees the frame and the
+//! joined message is inflated under the same limit; server frames are compressed as the
+//! negotiation says, a shared message once for every connection.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 
 use actix_http::ws::{Codec, Frame, Item, ProtocolError};
+use actix_web::http::header::SEC_WEBSOCKET_EXTENSIONS;
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -26,16 +31,28 @@ use herald_service::server::OnUpgrade;
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder as _;
 
+use super::deflate::{self, Config, Deflate, Outgoing};
 use super::{Attempt, TryWriteFrame};
 
 /// The `101 Switching Protocols` answer to a valid WebSocket handshake (GET, `Upgrade:
-/// websocket`, version 13, a key); a malformed one is a 400.
-pub fn handshake(req: &HttpRequest) -> actix_web::Result<HttpResponse> {
-    let response = actix_http::ws::handshake(req.head())
-        .map_err(|err| actix_web::error::ErrorBadRequest(err.to_string()))?
-        .finish()
-        .map_into_boxed_body();
-    Ok(HttpResponse::from(response))
+/// websocket`, version 13, a key); a malformed one is a 400. With `compression` (`None`:
+/// switched off), a permessage-deflate offer the server supports is accepted: the answer
+/// carries the extension and the connection's [`Socket`] the negotiated parameters.
+pub fn handshake(
+    req: &HttpRequest,
+    compression: Option<Config>,
+) -> actix_web::Result<HttpResponse> {
+    let mut builder = actix_http::ws::handshake(req.head())
+        .map_err(|err| actix_web::error::ErrorBadRequest(err.to_string()))?;
+    let accepted = compression.and_then(|config| deflate::negotiate(req, config));
+    if let Some(accepted) = &accepted {
+        builder.insert_header((SEC_WEBSOCKET_EXTENSIONS, accepted.header.as_str()));
+    }
+    let mut response = HttpResponse::from(builder.finish().map_into_boxed_body());
+    if let Some(accepted) = accepted {
+        response.extensions_mut().insert(accepted.deflate);
+    }
+    Ok(response)
 }
 
 /// Attaches `run` to a handshake response: the server runs it on the connection's socket
@@ -45,7 +62,9 @@ where
     F: FnOnce(Socket) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    OnUpgrade::new(move |stream, buffered| run(Socket::new(stream, buffered))).attach(response);
+    let deflate = response.extensions_mut().remove::<Deflate>();
+    OnUpgrade::new(move |stream, buffered| run(Socket::new(stream, buffered, deflate)))
+        .attach(response);
 }
 
 /// Bytes asked of the kernel per read; a frame bigger than that grows the buffer.
@@ -60,6 +79,12 @@ const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
+/// The first header byte's RSV1 bit: a compressed message (RFC 7692 6).
+const RSV1: u8 = 0x40;
+
+/// RSV1, RSV2 and RSV3.
+const RSV_BITS: u8 = 0x70;
+
 /// An upgraded connection: the TCP stream and whatever the client sent after the handshake.
 ///
 /// The stream is shared by the connection's reader, its writer and its one
@@ -70,10 +95,11 @@ pub struct Socket {
     stream: Arc<TcpStream>,
     buffered: BytesMut,
     direct_taken: bool,
+    deflate: Option<Deflate>,
 }
 
 impl Socket {
-    pub(crate) fn new(stream: TcpStream, buffered: BytesMut) -> Self {
+    pub(crate) fn new(stream: TcpStream, buffered: BytesMut, deflate: Option<Deflate>) -> Self {
         // Frames are small and latency matters more than packet count.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "TCP_NODELAY not set");
@@ -82,7 +108,13 @@ impl Socket {
             stream: Arc::new(stream),
             buffered,
             direct_taken: false,
+            deflate,
         }
+    }
+
+    /// What the handshake negotiated for permessage-deflate (`None`: no compression).
+    pub fn deflate(&self) -> Option<Deflate> {
+        self.deflate
     }
 
     /// The connection's one [`DirectWriter`]: `Some` the first time only, so a connection
@@ -94,6 +126,7 @@ impl Socket {
         self.direct_taken = true;
         Some(DirectWriter {
             stream: Arc::clone(&self.stream),
+            deflate: self.deflate,
         })
     }
 
@@ -107,10 +140,13 @@ impl Socket {
                 codec: Codec::new().max_size(max_message),
                 partial: None,
                 max_message,
+                deflate: self.deflate,
+                compressed: false,
             },
             FrameWriter {
                 half: &self.stream,
                 torn: false,
+                deflate: self.deflate,
             },
         )
     }
@@ -190,6 +226,8 @@ fn valid_close_code(code: u16) -> bool {
 #[derive(Debug)]
 struct Partial {
     text: bool,
+    /// Its first frame had RSV1: inflated once joined.
+    compressed: bool,
     data: BytesMut,
 }
 
@@ -202,6 +240,10 @@ pub struct FrameReader<'a> {
     codec: Codec,
     partial: Option<Partial>,
     max_message: usize,
+    /// Negotiated permessage-deflate: RSV1 marks a compressed message.
+    deflate: Option<Deflate>,
+    /// The frame at the front of `buf` had RSV1, already taken off for the codec.
+    compressed: bool,
 }
 
 impl FrameReader<'_> {
@@ -231,9 +273,50 @@ impl FrameReader<'_> {
         }
     }
 
+    /// Checks the reserved bits of the frame at the front of the buffer: with
+    /// permessage-deflate, takes RSV1 off (the codec refuses reserved bits) and remembers it;
+    /// RSV1 is allowed on the first frame of a data message only (RFC 7692 6.1), the other
+    /// bits never (a protocol error, where the codec would only report an I/O error).
+    fn take_rsv1(&mut self) -> Result<(), WsError> {
+        if self.compressed {
+            return Ok(());
+        }
+        let Some(first) = self.buf.first_mut() else {
+            return Ok(());
+        };
+        if *first & RSV_BITS == 0 {
+            return Ok(());
+        }
+        if *first & RSV_BITS != RSV1 || self.deflate.is_none() {
+            return Err(WsError::Protocol("reserved bits set".into()));
+        }
+        let opcode = *first & 0x0F;
+        if opcode != OP_TEXT && opcode != OP_BINARY {
+            return Err(WsError::Protocol(
+                "RSV1 on a control or continuation frame".into(),
+            ));
+        }
+        *first &= !RSV1;
+        self.compressed = true;
+        Ok(())
+    }
+
+    /// The message of a compressed payload, inflated up to the size limit.
+    fn inflate(&self, payload: &[u8]) -> Result<Bytes, WsError> {
+        ::metrics::counter!(crate::metrics::INFLATED).increment(1);
+        deflate::inflate(payload, self.max_message)
+    }
+
     fn decode(&mut self) -> Result<Option<Message>, WsError> {
-        while let Some(frame) = self.codec.decode(&mut self.buf)? {
+        loop {
+            self.take_rsv1()?;
+            let Some(frame) = self.codec.decode(&mut self.buf)? else {
+                return Ok(None);
+            };
+            let compressed = std::mem::take(&mut self.compressed);
             let message = match frame {
+                Frame::Text(bytes) if compressed => Message::Text(utf8(self.inflate(&bytes)?)?),
+                Frame::Binary(bytes) if compressed => Message::Binary(self.inflate(&bytes)?),
                 Frame::Text(bytes) => Message::Text(utf8(bytes)?),
                 Frame::Binary(bytes) => Message::Binary(bytes),
                 Frame::Ping(bytes) => Message::Ping(bytes),
@@ -245,31 +328,31 @@ impl FrameReader<'_> {
                     }
                     Message::Close(code)
                 }
-                Frame::Continuation(item) => match self.join(item)? {
+                Frame::Continuation(item) => match self.join(item, compressed)? {
                     Some(message) => message,
                     None => continue,
                 },
             };
             return Ok(Some(message));
         }
-        Ok(None)
     }
 
     /// A message in continuation frames begins (the codec refuses a second one before the
     /// first ended).
-    fn start(&mut self, text: bool, chunk: Bytes) -> Bytes {
+    fn start(&mut self, text: bool, compressed: bool, chunk: Bytes) -> Bytes {
         self.partial = Some(Partial {
             text,
+            compressed,
             data: BytesMut::new(),
         });
         chunk
     }
 
     /// Adds a continuation frame; the whole message once its last frame arrived.
-    fn join(&mut self, item: Item) -> Result<Option<Message>, WsError> {
+    fn join(&mut self, item: Item, compressed: bool) -> Result<Option<Message>, WsError> {
         let (chunk, last) = match item {
-            Item::FirstText(chunk) => (self.start(true, chunk), false),
-            Item::FirstBinary(chunk) => (self.start(false, chunk), false),
+            Item::FirstText(chunk) => (self.start(true, compressed, chunk), false),
+            Item::FirstBinary(chunk) => (self.start(false, compressed, chunk), false),
             Item::Continue(chunk) => (chunk, false),
             Item::Last(chunk) => (chunk, true),
         };
@@ -287,10 +370,15 @@ impl FrameReader<'_> {
         let Some(partial) = self.partial.take() else {
             return Ok(None);
         };
-        if partial.text {
-            Ok(Some(Message::Text(utf8(partial.data.freeze())?)))
+        let data = if partial.compressed {
+            self.inflate(&partial.data)?
         } else {
-            Ok(Some(Message::Binary(partial.data.freeze())))
+            partial.data.freeze()
+        };
+        if partial.text {
+            Ok(Some(Message::Text(utf8(data)?)))
+        } else {
+            Ok(Some(Message::Binary(data)))
         }
     }
 }
@@ -306,26 +394,96 @@ pub struct FrameWriter<'a> {
     /// A frame was cut off halfway (the write was abandoned): the stream is no longer valid
     /// WebSocket, so nothing more is written, not even a close frame.
     torn: bool,
+    /// Negotiated permessage-deflate.
+    deflate: Option<Deflate>,
 }
 
 impl FrameWriter<'_> {
-    /// Writes `messages` as one text frame, joined by `\n`.
+    /// Writes `messages` as one text frame, joined by `\n` (compressed, as one message, when
+    /// the connection negotiated it and the frame is long enough).
     pub async fn text(&mut self, messages: &[ByteString]) -> io::Result<()> {
-        let len = messages.iter().map(|message| message.len()).sum::<usize>()
-            + messages.len().saturating_sub(1);
+        let len = joined_len(messages);
+        if let Some(deflate) = self.deflate
+            && len >= deflate.min_size()
+        {
+            let mut joined = Vec::with_capacity(len);
+            for (i, message) in messages.iter().enumerate() {
+                if i > 0 {
+                    joined.push(b'\n');
+                }
+                joined.extend_from_slice(message.as_bytes());
+            }
+            if let Some(payload) = deflate::compress_for(&joined, &deflate) {
+                return self.compressed(OP_TEXT, len, &payload).await;
+            }
+        }
         let mut header = [0u8; 10];
         let head = encode_header(&mut header, OP_TEXT, len);
         self.write_frame(&header[..head], messages).await
     }
 
-    /// Writes `payload` as one binary frame.
+    /// Writes `messages` (at least one), for the outbox's writer: one text frame joined by
+    /// `\n` without compression; with it, each message that deflate makes smaller goes in
+    /// a frame of its own (a shared message's compressed form is computed once, for every
+    /// connection), the others joined between them. Returns the number of frames written.
+    pub async fn batch(&mut self, messages: &[Outgoing]) -> io::Result<usize> {
+        let Some(deflate) = self.deflate else {
+            let mut header = [0u8; 10];
+            let head = encode_header(&mut header, OP_TEXT, joined_len(messages));
+            self.write_frame(&header[..head], messages).await?;
+            return Ok(1);
+        };
+        let mut frames = 0;
+        let mut plain = 0;
+        for (i, message) in messages.iter().enumerate() {
+            let Some(payload) = message.deflated(&deflate) else {
+                continue;
+            };
+            if plain < i {
+                self.plain(&messages[plain..i]).await?;
+                frames += 1;
+            }
+            plain = i + 1;
+            self.compressed(OP_TEXT, message.len(), &payload).await?;
+            frames += 1;
+        }
+        if plain < messages.len() {
+            self.plain(&messages[plain..]).await?;
+            frames += 1;
+        }
+        Ok(frames)
+    }
+
+    /// One uncompressed text frame of `messages` joined by `\n`.
+    async fn plain(&mut self, messages: &[Outgoing]) -> io::Result<()> {
+        let mut header = [0u8; 10];
+        let head = encode_header(&mut header, OP_TEXT, joined_len(messages));
+        self.write_frame(&header[..head], messages).await
+    }
+
+    /// One compressed frame (RSV1) of `payload`, `before` bytes uncompressed.
+    async fn compressed(&mut self, opcode: u8, before: usize, payload: &Bytes) -> io::Result<()> {
+        let mut header = [0u8; 10];
+        let head = encode_header(&mut header, opcode | RSV1, payload.len());
+        self.write_frame(&header[..head], std::slice::from_ref(payload))
+            .await?;
+        deflate::count_frame(before, payload.len());
+        Ok(())
+    }
+
+    /// Writes `payload` as one binary frame (compressed when negotiated and worth it).
     pub async fn binary(&mut self, payload: &[u8]) -> io::Result<()> {
+        if let Some(deflate) = self.deflate
+            && let Some(compressed) = deflate::compress_for(payload, &deflate)
+        {
+            return self.compressed(OP_BINARY, payload.len(), &compressed).await;
+        }
         let mut header = [0u8; 10];
         let head = encode_header(&mut header, OP_BINARY, payload.len());
         let mut frame = Vec::with_capacity(head + payload.len());
         frame.extend_from_slice(&header[..head]);
         frame.extend_from_slice(payload);
-        self.write_frame(&frame, &[]).await
+        self.write_frame::<Bytes>(&frame, &[]).await
     }
 
     /// Sends a close frame with a plain RFC 6455 `code` and no reason, then ends the
@@ -339,7 +497,7 @@ impl FrameWriter<'_> {
 
     /// Writes bytes that are already framed (the rest of a frame the fan-out began).
     pub async fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write_frame(bytes, &[]).await
+        self.write_frame::<Bytes>(bytes, &[]).await
     }
 
     /// Answers a ping.
@@ -374,18 +532,16 @@ impl FrameWriter<'_> {
         let mut frame = Vec::with_capacity(head + payload.len());
         frame.extend_from_slice(&header[..head]);
         frame.extend_from_slice(payload);
-        self.write_frame(&frame, &[]).await
+        self.write_frame::<Bytes>(&frame, &[]).await
     }
 
     /// Writes `head` then `messages` joined by `\n`, whole. Abandoning the returned future
     /// partway marks the stream torn.
-    async fn write_frame(&mut self, head: &[u8], messages: &[ByteString]) -> io::Result<()> {
+    async fn write_frame<M: AsRef<[u8]>>(&mut self, head: &[u8], messages: &[M]) -> io::Result<()> {
         if self.torn {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream torn"));
         }
-        let total = head.len()
-            + messages.iter().map(|message| message.len()).sum::<usize>()
-            + messages.len().saturating_sub(1);
+        let total = head.len() + joined_len(messages);
         let mut written = 0;
         // A frame of one message (the common case at a steady rate) needs no allocation.
         let mut few = [IoSlice::new(&[]); 2];
@@ -418,6 +574,7 @@ impl FrameWriter<'_> {
 #[derive(Debug)]
 pub struct DirectWriter {
     stream: Arc<TcpStream>,
+    deflate: Option<Deflate>,
 }
 
 impl DirectWriter {
@@ -432,20 +589,32 @@ impl DirectWriter {
     pub(crate) fn for_test(stream: TcpStream) -> Self {
         Self {
             stream: Arc::new(stream),
+            deflate: None,
         }
     }
 }
 
 impl TryWriteFrame for DirectWriter {
     /// One `writev` of the frame's header and the shared message bytes (no copy unless the
-    /// socket takes only part of it).
-    fn try_write_text(&self, message: &ByteString) -> Attempt {
+    /// socket takes only part of it); with permessage-deflate, of the shared compressed form
+    /// when deflate makes the message smaller.
+    fn try_write(&self, message: &Outgoing) -> Attempt {
         let stream = &*self.stream;
+        let compressed = self.deflate.and_then(|deflate| message.deflated(&deflate));
         let mut header = [0u8; 10];
-        let head = encode_header(&mut header, OP_TEXT, message.len());
-        let pieces = [&header[..head], message.as_bytes()];
-        match stream.try_write_vectored(&pieces.map(IoSlice::new)) {
-            Ok(written) if written == head + message.len() => Attempt::Whole,
+        let (head, payload) = match &compressed {
+            Some(payload) => (
+                encode_header(&mut header, OP_TEXT | RSV1, payload.len()),
+                &payload[..],
+            ),
+            None => (
+                encode_header(&mut header, OP_TEXT, message.len()),
+                message.as_ref(),
+            ),
+        };
+        let pieces = [&header[..head], payload];
+        let attempt = match stream.try_write_vectored(&pieces.map(IoSlice::new)) {
+            Ok(written) if written == head + payload.len() => Attempt::Whole,
             Ok(written) if written > 0 => {
                 let mut rest = BytesMut::with_capacity(head + message.len() - written);
                 let mut skip = written;
@@ -457,16 +626,31 @@ impl TryWriteFrame for DirectWriter {
                 Attempt::Partial(rest.freeze())
             }
             Ok(_) | Err(_) => Attempt::Nothing,
+        };
+        if let Some(compressed) = &compressed
+            && !matches!(attempt, Attempt::Nothing)
+        {
+            deflate::count_frame(message.len(), compressed.len());
         }
+        attempt
     }
+}
+
+/// The length of `messages` joined by `\n`.
+fn joined_len<M: AsRef<[u8]>>(messages: &[M]) -> usize {
+    messages
+        .iter()
+        .map(|message| message.as_ref().len())
+        .sum::<usize>()
+        + messages.len().saturating_sub(1)
 }
 
 /// Fills `slices` with `head` + `messages` joined by `\n`, skipping the first `skip` bytes,
 /// as far as they go; returns how many it filled.
-fn fill_slices<'b>(
+fn fill_slices<'b, M: AsRef<[u8]>>(
     slices: &mut [IoSlice<'b>],
     head: &'b [u8],
-    messages: &'b [ByteString],
+    messages: &'b [M],
     mut skip: usize,
 ) -> usize {
     let mut filled = 0;
@@ -485,7 +669,7 @@ fn fill_slices<'b>(
         if !more {
             break;
         }
-        more = (i == 0 || add(b"\n", &mut skip)) && add(message.as_bytes(), &mut skip);
+        more = (i == 0 || add(b"\n", &mut skip)) && add(message.as_ref(), &mut skip);
     }
     filled
 }

@@ -7,6 +7,7 @@
 mod anonymous;
 mod api;
 mod cluster;
+mod deflate;
 mod drain;
 mod follower;
 mod frames;
