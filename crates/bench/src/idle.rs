@@ -39,6 +39,11 @@ pub struct Args {
     /// Handshakes in flight while connecting.
     #[arg(long, default_value_t = 256)]
     connect_concurrency: usize,
+    /// Offer permessage-deflate as Chromium does (`permessage-deflate;
+    /// client_max_window_bits`). These clients cannot inflate: run the gateway with a
+    /// compression minimum size above its replies (`HERALD_WEBSOCKET__COMPRESSION_MIN_SIZE`).
+    #[arg(long)]
+    offer_deflate: bool,
 }
 
 /// Runs the scenario and prints the report.
@@ -47,7 +52,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!("--connections must be at least 1");
     }
     let http = reqwest::Client::new();
-    let target = Target::resolve(&args.url).await?;
+    let mut target = Target::resolve(&args.url).await?;
+    if args.offer_deflate {
+        target = target.offering("permessage-deflate; client_max_window_bits")?;
+    }
     let token = args.auth.token(&http).await?;
     let channel = (!args.channel.is_empty()).then_some(args.channel.as_str());
     let before = procfs::rss_kib(args.gateway_pid)?;

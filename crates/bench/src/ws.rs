@@ -13,8 +13,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Message, http::Uri};
+use tokio_tungstenite::tungstenite::{Message, http::HeaderValue, http::Uri};
 
 /// One client connection.
 pub type Ws = WebSocketStream<TcpStream>;
@@ -30,6 +31,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Target {
     url: String,
     addr: SocketAddr,
+    /// `Sec-WebSocket-Extensions` offered in the handshake, if any.
+    extensions: Option<HeaderValue>,
 }
 
 impl Target {
@@ -51,7 +54,16 @@ impl Target {
         Ok(Self {
             url: url.to_owned(),
             addr,
+            extensions: None,
         })
+    }
+
+    /// Offers `extensions` (a `Sec-WebSocket-Extensions` value) in every handshake. The
+    /// clients do not decompress: the server must not send them compressed frames (for the
+    /// idle scenario, a minimum compression size above every reply).
+    pub fn offering(mut self, extensions: &str) -> anyhow::Result<Self> {
+        self.extensions = Some(HeaderValue::from_str(extensions)?);
+        Ok(self)
     }
 
     /// Opens one WebSocket connection (no protocol messages yet).
@@ -67,9 +79,14 @@ impl Target {
         let config = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
             .write_buffer_size(0);
+        let mut request = self.url.as_str().into_client_request()?;
+        if let Some(extensions) = &self.extensions {
+            request
+                .headers_mut()
+                .insert("sec-websocket-extensions", extensions.clone());
+        }
         let (ws, _) =
-            tokio_tungstenite::client_async_with_config(self.url.as_str(), stream, Some(config))
-                .await?;
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
         Ok(ws)
     }
 
