@@ -26,7 +26,7 @@ test-deps: ## install or start what the tests need when missing: Redis, Postgres
 test-rust: web ## Rust tests of every crate (after building the web client, which the binaries embed), against real Redis and Postgres
 	$(CARGO) nextest run --workspace --no-fail-fast
 
-test-autobahn: ## Autobahn|Testsuite sections 1-10 and a permessage-deflate subset of 12-13 against the gateway's /ws/echo (installs the suite into /tmp/autobahn-venv when missing)
+test-autobahn: ## Autobahn|Testsuite sections 1-10 (AB_DEFLATE=1: and a permessage-deflate subset of 12-13) against the gateway's /ws/echo (installs the suite into /tmp/autobahn-venv when missing)
 	CARGO="$(CARGO)" tests/autobahn/gateway.sh
 
 SDK_MODULES := tests/sdk/node_modules/.package-lock.json
