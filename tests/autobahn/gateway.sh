@@ -4,8 +4,8 @@
 #
 #   tests/autobahn/gateway.sh [CASES] [OUTDIR]
 #
-# CASES defaults to sections 1-10 and a subset of 12-13 (permessage-deflate) that covers
-# every offer the suite makes: five cases of 12 (the default offer, each data set, whole
+# CASES defaults to sections 1-10; with AB_DEFLATE=1 also a subset of 12-13
+# (permessage-deflate) that covers every offer the suite makes: five cases of 12 (the default offer, each data set, whole
 # and fragmented messages) and three of each 13.N (N = 1..7: no parameters, no context
 # takeover, window bits 9 and 15 with and without it, several offers), with 16-byte
 # messages (sent back uncompressed, under the minimum size), 16 KiB messages (over a 9-bit
