@@ -44,6 +44,7 @@ HERALD_LISTEN="127.0.0.1:$PORT" \
   HERALD_REDIS_PREFIX="autobahn:$$:" \
   HERALD_LIMITS__MAX_MESSAGE_SIZE=20000000 \
   HERALD_WEBSOCKET__ECHO=true \
+  HERALD_WEBSOCKET__COMPRESSION=true \
   "$BIN" >"$LOG" 2>&1 &
 GW=$!
 trap 'kill "$GW" 2>/dev/null || true; wait "$GW" 2>/dev/null || true' EXIT

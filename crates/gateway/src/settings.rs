@@ -209,7 +209,8 @@ pub struct WebSocketSettings {
     /// Serve `/ws/echo` (`HERALD_WEBSOCKET__ECHO`, default on); off: 404.
     pub echo: bool,
     /// Accept permessage-deflate offers on every WebSocket endpoint
-    /// (`HERALD_WEBSOCKET__COMPRESSION`, default on).
+    /// (`HERALD_WEBSOCKET__COMPRESSION`, default off: some compressed messages fail to
+    /// inflate in the Autobahn suite's client, see docs/configuration.md).
     pub compression: bool,
     /// Messages shorter than this many bytes go uncompressed
     /// (`HERALD_WEBSOCKET__COMPRESSION_MIN_SIZE`, default 128).
@@ -223,7 +224,7 @@ impl Default for WebSocketSettings {
     fn default() -> Self {
         Self {
             echo: true,
-            compression: true,
+            compression: false,
             compression_min_size: 128,
             compression_level: 1,
         }

@@ -477,7 +477,7 @@ mod tests {
         assert!(shared.deflated(&eight).is_none());
         let short = Outgoing::shared(text[..200].to_owned().into());
         let payload = short.deflated(&eight).unwrap();
-        assert_eq!(inflate(&payload, 1 << 20).unwrap(), text[..200].as_bytes());
+        assert_eq!(inflate(&payload, 1 << 20).unwrap(), &text.as_bytes()[..200]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use herald_broker::{HistoryPolicy, PublishRequest};
 use herald_common::channel::ChannelName;
 use herald_common::ids::UserId;
+use herald_gateway::Settings;
 use herald_gateway::transport::deflate::compressions;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -218,6 +219,15 @@ impl Raw {
     }
 }
 
+/// A gateway with permessage-deflate switched on (it is off by default), then `tweak`.
+async fn spawn_compressing(tweak: impl FnOnce(&mut Settings)) -> TestGateway {
+    spawn_gateway_with(|s| {
+        s.websocket.compression = true;
+        tweak(s);
+    })
+    .await
+}
+
 fn connect_command(gw: &TestGateway) -> Value {
     let token = gw.keys.token(&UserId::new(), "raw", 600);
     json!({"id": 1, "connect": {"token": token, "name": "raw"}})
@@ -243,7 +253,7 @@ fn task_event(text: &str) -> PublishRequest {
 
 #[tokio::test]
 async fn offers_are_accepted_declined_or_ignored_as_configured() {
-    let gw = spawn_gateway().await;
+    let gw = spawn_compressing(|_| {}).await;
     for path in ["/connection/websocket", "/ws/echo"] {
         let chromium = Raw::open(&gw, path, Some(CHROMIUM)).await;
         assert_eq!(chromium.extensions().as_deref(), Some(ANSWER), "{path}");
@@ -271,7 +281,8 @@ async fn offers_are_accepted_declined_or_ignored_as_configured() {
     .await;
     assert_eq!(invalid.extensions().as_deref(), Some(ANSWER));
 
-    let off = spawn_gateway_with(|s| s.websocket.compression = false).await;
+    // Off by default.
+    let off = spawn_gateway().await;
     let refused = Raw::open(&off, "/ws/echo", Some(CHROMIUM)).await;
     assert_eq!(refused.extensions(), None);
     let token = off.keys.token(&UserId::new(), "raw", 600);
@@ -294,7 +305,7 @@ async fn offers_are_accepted_declined_or_ignored_as_configured() {
 
 #[tokio::test]
 async fn a_publication_is_compressed_once_for_every_compressing_subscriber() {
-    let gw = spawn_gateway().await;
+    let gw = spawn_compressing(|_| {}).await;
     let mut first = subscriber(&gw, Some(CHROMIUM)).await;
     let mut second = subscriber(&gw, Some(CHROMIUM)).await;
     let mut plain = subscriber(&gw, None).await;
@@ -327,7 +338,7 @@ async fn a_publication_is_compressed_once_for_every_compressing_subscriber() {
 
 #[tokio::test]
 async fn messages_under_the_minimum_size_go_uncompressed() {
-    let gw = spawn_gateway_with(|s| s.websocket.compression_min_size = 100).await;
+    let gw = spawn_compressing(|s| s.websocket.compression_min_size = 100).await;
     let mut raw = Raw::open(&gw, "/ws/echo", Some(CHROMIUM)).await;
     let short = "x".repeat(99);
     raw.send(&frame(0x81, short.as_bytes())).await;
@@ -343,7 +354,7 @@ async fn messages_under_the_minimum_size_go_uncompressed() {
 
 #[tokio::test]
 async fn compressed_commands_and_fragmented_compressed_messages_are_inflated() {
-    let gw = spawn_gateway().await;
+    let gw = spawn_compressing(|_| {}).await;
     let mut client = Raw::open(&gw, "/connection/websocket", Some(CHROMIUM)).await;
     let reply = client.call(connect_command(&gw), true).await;
     assert!(reply.get("connect").is_some(), "{reply}");
@@ -373,7 +384,7 @@ async fn compressed_commands_and_fragmented_compressed_messages_are_inflated() {
 
 #[tokio::test]
 async fn rsv1_where_it_does_not_belong_is_a_protocol_error() {
-    let gw = spawn_gateway().await;
+    let gw = spawn_compressing(|_| {}).await;
     // Not negotiated.
     let mut raw = Raw::open(&gw, "/ws/echo", None).await;
     raw.send(&compressed_text(&"y".repeat(200))).await;
@@ -392,7 +403,7 @@ async fn rsv1_where_it_does_not_belong_is_a_protocol_error() {
 
 #[tokio::test]
 async fn a_zip_bomb_is_refused_with_1009() {
-    let gw = spawn_gateway_with(|s| s.limits.max_message_size = 64 * 1024).await;
+    let gw = spawn_compressing(|s| s.limits.max_message_size = 64 * 1024).await;
     // 16 MiB of one byte: about 70 KiB compressed would exceed the limit itself, so use
     // 4 MiB (a few KiB compressed).
     let bomb = deflate(&vec![b'a'; 4 << 20]);
