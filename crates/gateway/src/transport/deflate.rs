@@ -296,25 +296,34 @@ fn compress(data: &[u8], level: u32, bits: u8) -> Option<Bytes> {
         };
         let compressor = &mut compressors.get_mut(index)?.2;
         compressor.reset();
-        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        // Room for the whole message in one call (deflate never grows data by more than a
+        // few bytes per 16 KiB block, plus the flush). All the input goes in first, then one
+        // sync flush, repeated only while the flush still fills the buffer: asking for a sync
+        // flush again while input is left is what zlib's contract does not allow.
+        let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 64);
         let start = compressor.total_in();
         loop {
             let consumed = usize::try_from(compressor.total_in() - start).ok()?;
-            if let Err(err) =
-                compressor.compress_vec(data.get(consumed..)?, &mut out, FlushCompress::Sync)
-            {
+            let rest = data.get(consumed..)?;
+            let flush = if rest.is_empty() {
+                FlushCompress::Sync
+            } else {
+                FlushCompress::None
+            };
+            if let Err(err) = compressor.compress_vec(rest, &mut out, flush) {
                 tracing::warn!(error = %err, "deflate failed; message sent uncompressed");
                 return None;
             }
-            let consumed = usize::try_from(compressor.total_in() - start).ok()?;
-            if consumed == data.len() && out.len() < out.capacity() {
+            if flush == FlushCompress::Sync && out.len() < out.capacity() {
                 break;
             }
             if out.len() > data.len() + 64 {
                 // Not going to be smaller.
                 return None;
             }
-            out.reserve(out.capacity().max(64));
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity().max(64));
+            }
         }
         if out.ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
@@ -393,6 +402,62 @@ mod tests {
             req = req.append_header((SEC_WEBSOCKET_EXTENSIONS, *offer));
         }
         negotiate(&req.to_http_request(), CONFIG).map(|accepted| accepted.header)
+    }
+
+    /// Inflates a message the way a client does: raw deflate plus the removed tail.
+    fn client_inflate(compressed: &[u8]) -> Vec<u8> {
+        let mut input = compressed.to_vec();
+        input.extend_from_slice(&TAIL);
+        let mut inflater = Decompress::new(false);
+        let mut out = Vec::with_capacity(input.len() * 8 + 1024);
+        loop {
+            let before = inflater.total_in();
+            let at = usize::try_from(before).unwrap();
+            inflater
+                .decompress_vec(&input[at..], &mut out, flate2::FlushDecompress::Sync)
+                .expect("a client inflates what the gateway compressed");
+            if usize::try_from(inflater.total_in()).unwrap() == input.len() {
+                return out;
+            }
+            out.reserve(out.capacity());
+        }
+    }
+
+    #[test]
+    fn large_and_poorly_compressible_messages_inflate_back_at_every_level_and_window() {
+        // Deterministic text that compresses, but far from perfectly: big outputs, many
+        // blocks, every level's own strategy (level 1 is zlib-rs's quick deflate).
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for size in [200, 4_096, 65_536, 70_001, 262_144] {
+            // Words from a short list, each followed by a random digit.
+            let words = [
+                "alpha ", "bravo ", "charlie ", "delta ", "echo ", "foxtrot ",
+            ];
+            let mut data = Vec::with_capacity(size + 16);
+            while data.len() < size {
+                let pick = next();
+                data.extend_from_slice(words[(pick % 6) as usize].as_bytes());
+                data.push(b'0' + ((pick >> 8) % 10) as u8);
+            }
+            data.truncate(size);
+            for level in [1, 6, 9] {
+                for bits in [9, 12, 15] {
+                    let compressed = compress(&data, level, bits)
+                        .unwrap_or_else(|| panic!("{size} bytes at level {level}, 2^{bits}"));
+                    assert_eq!(
+                        client_inflate(&compressed),
+                        data,
+                        "{size} bytes at level {level}, window 2^{bits}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
