@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{TestGateway, WAIT, spawn_gateway, spawn_gateway_with};
+use crate::support::{TestGateway, WAIT, read_response_head, spawn_gateway, spawn_gateway_with};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -86,17 +86,7 @@ impl Raw {
 
     /// Reads the response head.
     async fn head(&mut self) -> String {
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            let n = tokio::time::timeout(WAIT, self.stream.read(&mut byte))
-                .await
-                .expect("response head in time")
-                .unwrap();
-            assert_eq!(n, 1, "connection closed in the response head: {head:?}");
-            head.push(byte[0]);
-        }
-        String::from_utf8(head).unwrap()
+        read_response_head(&mut self.stream).await
     }
 
     /// Everything until the server closes the connection.

@@ -432,3 +432,20 @@ where
 pub fn error_code(reply: &Value) -> Option<u64> {
     reply.get("error").and_then(|e| e["code"].as_u64())
 }
+
+/// Reads an HTTP response head (through the blank line) from a raw socket, byte by byte so
+/// that nothing after it (the first WebSocket frames) is consumed.
+pub async fn read_response_head(stream: &mut TcpStream) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .expect("response head in time")
+            .unwrap();
+        assert_eq!(n, 1, "connection closed in the response head: {head:?}");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
